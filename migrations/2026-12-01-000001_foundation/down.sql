@@ -1,0 +1,15 @@
+DROP TABLE audit_logs;
+DROP FUNCTION audit_logs_append_only();
+DROP TABLE audit_heads;
+DROP TABLE billing_accounts;
+DROP TABLE instances;
+DROP TABLE api_keys;
+DROP TABLE team_members;
+DROP TABLE teams;
+DROP TABLE refresh_tokens;
+DROP TABLE sessions;
+DROP TRIGGER users_keep_one_admin ON users;
+DROP FUNCTION users_keep_one_admin();
+DROP TABLE users;
+DROP TABLE roles;
+DROP TABLE orgs;

@@ -1,0 +1,120 @@
+//! Appending to an org's hash chain. Each record's hash covers the previous
+//! hash and a canonical JSON encoding of the record (fixed field order,
+//! object keys sorted, timestamps to the microsecond).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::db::schema::{audit_heads, audit_logs};
+
+/// What a handler says happened; who, from where and when are filled in
+/// from the request.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub org_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub user_email: Option<String>,
+    pub action: &'static str,
+    pub resource_type: &'static str,
+    pub resource_id: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub metadata: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// The fields a record's hash covers, in this order.
+#[derive(Serialize)]
+pub struct Canonical<'a> {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub seq: i64,
+    pub timestamp: String,
+    pub user_id: Option<Uuid>,
+    pub user_email: Option<&'a str>,
+    pub action: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: Option<&'a str>,
+    pub ip_address: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub metadata: &'a serde_json::Value,
+}
+
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub fn chain_hash(prev: &[u8], record: &Canonical<'_>) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(prev);
+    // serde_json::Value keeps object keys sorted (no preserve_order feature),
+    // and jsonb hands them back as values that serialize the same way.
+    h.update(serde_json::to_vec(record).unwrap_or_default());
+    h.finalize().to_vec()
+}
+
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// Appends a record to its org's chain. Call inside the transaction that
+/// makes the change, as late as possible: it locks the org's chain head
+/// until commit.
+pub async fn append(conn: &mut AsyncPgConnection, e: &AuditEntry) -> QueryResult<Uuid> {
+    diesel::insert_into(audit_heads::table)
+        .values((audit_heads::org_id.eq(e.org_id), audit_heads::seq.eq(0i64), audit_heads::hash.eq(GENESIS.to_vec())))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    let (seq, prev): (i64, Vec<u8>) = audit_heads::table
+        .find(e.org_id)
+        .select((audit_heads::seq, audit_heads::hash))
+        .for_update()
+        .get_result(conn)
+        .await?;
+    let id = Uuid::now_v7();
+    let seq = seq + 1;
+    let hash = chain_hash(
+        &prev,
+        &Canonical {
+            id,
+            org_id: e.org_id,
+            seq,
+            timestamp: timestamp(e.at),
+            user_id: e.user_id,
+            user_email: e.user_email.as_deref(),
+            action: e.action,
+            resource_type: e.resource_type,
+            resource_id: e.resource_id.as_deref(),
+            ip_address: e.ip_address.as_deref(),
+            user_agent: e.user_agent.as_deref(),
+            metadata: &e.metadata,
+        },
+    );
+    diesel::insert_into(audit_logs::table)
+        .values((
+            audit_logs::id.eq(id),
+            audit_logs::org_id.eq(e.org_id),
+            audit_logs::seq.eq(seq),
+            audit_logs::occurred_at.eq(e.at),
+            audit_logs::user_id.eq(e.user_id),
+            audit_logs::user_email.eq(&e.user_email),
+            audit_logs::action.eq(e.action),
+            audit_logs::resource_type.eq(e.resource_type),
+            audit_logs::resource_id.eq(&e.resource_id),
+            audit_logs::ip_address.eq(&e.ip_address),
+            audit_logs::user_agent.eq(&e.user_agent),
+            audit_logs::metadata.eq(&e.metadata),
+            audit_logs::prev_hash.eq(&prev),
+            audit_logs::hash.eq(&hash),
+        ))
+        .execute(conn)
+        .await?;
+    diesel::update(audit_heads::table.find(e.org_id))
+        .set((audit_heads::seq.eq(seq), audit_heads::hash.eq(&hash)))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}

@@ -1,0 +1,4 @@
+//! The org's billing account: balance, low-balance threshold, credits.
+
+pub mod money;
+pub mod routes;

@@ -1,0 +1,125 @@
+//! /api/v1/billing
+
+use actix_web::{HttpResponse, get, patch, post, web};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::money::{Money, parse_usd};
+use crate::audit::{self, ClientInfo};
+use crate::auth::Principal;
+use crate::db::schema::billing_accounts;
+use crate::error::{ApiError, ApiResult};
+use crate::events;
+use crate::startup::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Billing {
+    pub balance: Money,
+    pub low_balance_threshold: Money,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBilling {
+    pub low_balance_threshold: Money,
+}
+
+async fn account(conn: &mut AsyncPgConnection, org: uuid::Uuid, lock: bool) -> QueryResult<(Decimal, Decimal)> {
+    // An org without a row (created before billing existed) starts at zero.
+    diesel::insert_into(billing_accounts::table)
+        .values(billing_accounts::org_id.eq(org))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    let q =
+        billing_accounts::table.find(org).select((billing_accounts::balance, billing_accounts::low_balance_threshold));
+    if lock { q.for_update().first(conn).await } else { q.first(conn).await }
+}
+
+fn view((balance, threshold): (Decimal, Decimal)) -> Billing {
+    Billing { balance: Money::usd(balance), low_balance_threshold: Money::usd(threshold) }
+}
+
+/// The org's balance and low-balance threshold.
+#[utoipa::path(tag = "billing", responses((status = 200, body = Billing)),
+    security(("bearer" = ["billing:read"])))]
+#[get("/billing")]
+pub async fn get_billing(state: web::Data<AppState>, principal: Principal) -> ApiResult<HttpResponse> {
+    let mut conn = state.conn().await?;
+    Ok(HttpResponse::Ok().json(view(account(&mut conn, principal.org_id, false).await?)))
+}
+
+/// Sets the low-balance threshold.
+#[utoipa::path(tag = "billing", request_body = UpdateBilling,
+    responses((status = 200, body = Billing), (status = 422)),
+    security(("bearer" = ["billing:update"])))]
+#[patch("/billing")]
+pub async fn update_billing(
+    state: web::Data<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    body: web::Json<UpdateBilling>,
+) -> ApiResult<HttpResponse> {
+    let threshold = parse_usd("low_balance_threshold", &body.low_balance_threshold)?;
+    if threshold < Decimal::ZERO {
+        return Err(ApiError::invalid("low_balance_threshold.amount", "must not be negative"));
+    }
+    let now = state.clock.now();
+    let org = principal.org_id;
+    let mut conn = state.conn().await?;
+    let after = conn
+        .transaction(async |c| {
+            let (balance, before) = account(c, org, true).await?;
+            diesel::update(billing_accounts::table.find(org))
+                .set((billing_accounts::low_balance_threshold.eq(threshold), billing_accounts::updated_at.eq(now)))
+                .execute(c)
+                .await?;
+            let meta = serde_json::json!({"before": {"low_balance_threshold": Money::usd(before).amount},
+                                          "after": {"low_balance_threshold": Money::usd(threshold).amount}});
+            audit::append(c, &principal.audit(&client, now, events::BILLING_UPDATE, "billing_account", org, meta))
+                .await?;
+            Ok::<_, ApiError>((balance, threshold))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view(after)))
+}
+
+/// Adds funds to the org's balance.
+#[utoipa::path(tag = "billing", request_body = Money,
+    responses((status = 201, body = Billing), (status = 422)),
+    security(("bearer" = ["billing:create"])))]
+#[post("/billing/credits")]
+pub async fn add_credits(
+    state: web::Data<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    body: web::Json<Money>,
+) -> ApiResult<HttpResponse> {
+    let amount = parse_usd("body", &body)?;
+    if amount <= Decimal::ZERO {
+        return Err(ApiError::invalid("amount", "must be greater than zero"));
+    }
+    let now = state.clock.now();
+    let org = principal.org_id;
+    let mut conn = state.conn().await?;
+    let after = conn
+        .transaction(async |c| {
+            let (balance, threshold) = account(c, org, true).await?;
+            let new_balance = balance + amount;
+            diesel::update(billing_accounts::table.find(org))
+                .set((billing_accounts::balance.eq(new_balance), billing_accounts::updated_at.eq(now)))
+                .execute(c)
+                .await?;
+            let meta = serde_json::json!({"amount": Money::usd(amount).amount, "currency": "USD",
+                                          "before": {"balance": Money::usd(balance).amount},
+                                          "after": {"balance": Money::usd(new_balance).amount}});
+            audit::append(c, &principal.audit(&client, now, events::BILLING_CREDIT, "billing_account", org, meta))
+                .await?;
+            Ok::<_, ApiError>((new_balance, threshold))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(view(after)))
+}

@@ -1,0 +1,181 @@
+//! Settings: `config/default.toml` -> `config/{DUMONT_ENV}.toml` ->
+//! `DATABASE_URL` / `REDIS_URL` -> `DUMONT__SECTION__KEY` environment variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub internal: InternalSettings,
+    pub auth: AuthSettings,
+    pub rbac: RbacSettings,
+    pub api_keys: ApiKeySettings,
+    pub audit: AuditSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub internal_listen: SocketAddr,
+    pub workers: usize,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub pool_size: usize,
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct InternalSettings {
+    pub token: String,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct AuthSettings {
+    pub jwt_secret: String,
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub max_failures_per_email: u32,
+    pub max_failures_per_ip: u32,
+    pub lockout_secs: u64,
+    pub min_password_length: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RbacSettings {
+    pub cache_ttl_secs: u64,
+    pub local_cache_capacity: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiKeySettings {
+    pub last_used_flush_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditSettings {
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+// Secrets never appear in Debug output (and so never in logs).
+macro_rules! redacted_debug {
+    ($t:ty, $($field:ident),*) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))$(.field(stringify!($field), &"<redacted>"))*.finish_non_exhaustive()
+            }
+        }
+    };
+}
+redacted_debug!(DatabaseSettings, url);
+redacted_debug!(RedisSettings, url);
+redacted_debug!(InternalSettings, token);
+redacted_debug!(AuthSettings, jwt_secret);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {setting}: {reason}")]
+    Invalid { setting: &'static str, reason: String },
+}
+
+/// Where the config files live: `DUMONT_CONFIG_DIR`, else `./config`.
+pub fn config_dir() -> PathBuf {
+    std::env::var_os("DUMONT_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("config"))
+}
+
+impl Settings {
+    /// Loads the layered settings for `DUMONT_ENV` (default "development").
+    pub fn load() -> Result<Settings, ConfigError> {
+        let env = std::env::var("DUMONT_ENV").unwrap_or_else(|_| "development".into());
+        Self::load_from(&config_dir(), &env)
+    }
+
+    pub fn load_from(dir: &Path, env: &str) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(dir.join("default.toml")).required(true))
+            .add_source(config::File::from(dir.join(format!("{env}.toml"))).required(false));
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            builder = builder.set_override("database.url", url)?;
+        }
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            builder = builder.set_override("redis.url", url)?;
+        }
+        let settings: Settings = builder
+            .add_source(
+                config::Environment::with_prefix("DUMONT")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("server.trusted_proxies")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason: &str| ConfigError::Invalid { setting, reason: reason.to_string() };
+        if self.internal.token.len() < 32 {
+            return Err(invalid(
+                "internal.token",
+                "missing or shorter than 32 characters (set DUMONT__INTERNAL__TOKEN)",
+            ));
+        }
+        if self.auth.jwt_secret.len() < 32 {
+            return Err(invalid(
+                "auth.jwt_secret",
+                "missing or shorter than 32 characters (set DUMONT__AUTH__JWT_SECRET)",
+            ));
+        }
+        if self.auth.access_token_ttl_secs <= 0 || self.auth.refresh_token_ttl_secs <= 0 {
+            return Err(invalid("auth.*_ttl_secs", "must be positive"));
+        }
+        if self.database.pool_size == 0 {
+            return Err(invalid("database.pool_size", "must be at least 1"));
+        }
+        if !self.database.url.starts_with("postgres://") && !self.database.url.starts_with("postgresql://") {
+            return Err(invalid("database.url", "must be a postgres:// URL"));
+        }
+        if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
+            return Err(invalid("redis.url", "must be a redis:// URL"));
+        }
+        if self.auth.min_password_length < 8 {
+            return Err(invalid("auth.min_password_length", "must be at least 8"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+// @generated-style: mirrors migrations/. Keep in step with them.
+
+diesel::table! {
+    orgs (id) {
+        id -> Uuid,
+        name -> Text,
+        authz_version -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    roles (id) {
+        id -> Uuid,
+        org_id -> Nullable<Uuid>,
+        name -> Text,
+        description -> Text,
+        permissions -> Array<Text>,
+        builtin -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        email -> Text,
+        name -> Text,
+        password_hash -> Nullable<Text>,
+        org_role_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        org_id -> Uuid,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Bytea,
+        session_id -> Uuid,
+        created_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    teams (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        name -> Text,
+        description -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    team_members (team_id, user_id) {
+        team_id -> Uuid,
+        user_id -> Uuid,
+        role_id -> Uuid,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        prefix -> Text,
+        key_hash -> Bytea,
+        scopes -> Array<Text>,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        expires_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    instances (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        team_id -> Uuid,
+        name -> Text,
+        gpu_type -> Text,
+        gpu_count -> Int4,
+        state -> Text,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    billing_accounts (org_id) {
+        org_id -> Uuid,
+        balance -> Numeric,
+        low_balance_threshold -> Numeric,
+        currency -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    audit_heads (org_id) {
+        org_id -> Uuid,
+        seq -> Int8,
+        hash -> Bytea,
+    }
+}
+
+diesel::table! {
+    audit_logs (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        seq -> Int8,
+        occurred_at -> Timestamptz,
+        user_id -> Nullable<Uuid>,
+        user_email -> Nullable<Text>,
+        action -> Text,
+        resource_type -> Text,
+        resource_id -> Nullable<Text>,
+        ip_address -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        metadata -> Jsonb,
+        prev_hash -> Bytea,
+        hash -> Bytea,
+    }
+}
+
+diesel::joinable!(users -> orgs (org_id));
+diesel::joinable!(team_members -> teams (team_id));
+diesel::joinable!(team_members -> users (user_id));
+diesel::joinable!(team_members -> roles (role_id));
+diesel::joinable!(instances -> teams (team_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    orgs,
+    roles,
+    users,
+    sessions,
+    refresh_tokens,
+    teams,
+    team_members,
+    api_keys,
+    instances,
+    billing_accounts,
+    audit_heads,
+    audit_logs,
+);

@@ -1,0 +1,279 @@
+//! /api/v1/teams/{id}/members
+
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::authorizer::bump_version;
+use super::model::{Role, find_role};
+use super::permission::PermSet;
+use super::teams::find_team;
+use crate::audit::{self, ClientInfo};
+use crate::auth::Principal;
+use crate::db::schema::{roles, team_members, users};
+use crate::error::{ApiError, ApiResult};
+use crate::events;
+use crate::startup::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Member {
+    pub team_id: Uuid,
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    pub user_id: Uuid,
+    /// A default role (admin, developer, billing, viewer) or a custom role's name or id.
+    #[schema(example = "developer")]
+    pub role: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMember {
+    pub role: String,
+}
+
+type Row = (Uuid, Uuid, String, String, String, DateTime<Utc>, DateTime<Utc>);
+
+async fn load_members(conn: &mut AsyncPgConnection, team: Uuid, only: Option<Uuid>) -> QueryResult<Vec<Member>> {
+    let mut q = team_members::table
+        .inner_join(users::table)
+        .inner_join(roles::table)
+        .filter(team_members::team_id.eq(team))
+        .select((
+            team_members::team_id,
+            team_members::user_id,
+            users::email,
+            users::name,
+            roles::name,
+            team_members::created_at,
+            team_members::updated_at,
+        ))
+        .order(users::email.asc())
+        .into_boxed();
+    if let Some(u) = only {
+        q = q.filter(team_members::user_id.eq(u));
+    }
+    Ok(q.load::<Row>(conn)
+        .await?
+        .into_iter()
+        .map(|(team_id, user_id, email, name, role, created_at, updated_at)| Member {
+            team_id,
+            user_id,
+            email,
+            name,
+            role,
+            created_at,
+            updated_at,
+        })
+        .collect())
+}
+
+/// The role to assign, refused when it grants more than the caller holds
+/// in that team (no privilege escalation).
+async fn assignable_role(
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    team: Uuid,
+    name: &str,
+) -> ApiResult<Role> {
+    let role = find_role(conn, principal.org_id, name)
+        .await?
+        .ok_or_else(|| ApiError::invalid("role", format!("unknown role {name:?}")))?;
+    check_grantable(principal, team, &role)?;
+    Ok(role)
+}
+
+fn check_grantable(principal: &Principal, team: Uuid, role: &Role) -> ApiResult<()> {
+    let missing = role.perms().minus(principal.perms.grantable(Some(team)));
+    if missing != PermSet::EMPTY {
+        return Err(ApiError::forbidden(missing.to_strings().join(", ")));
+    }
+    Ok(())
+}
+
+async fn current_role(conn: &mut AsyncPgConnection, team: Uuid, user: Uuid) -> ApiResult<Role> {
+    team_members::table
+        .inner_join(roles::table)
+        .filter(team_members::team_id.eq(team).and(team_members::user_id.eq(user)))
+        .select(Role::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("member"))
+}
+
+/// Adds a user of the org to a team with a role.
+#[utoipa::path(tag = "teams", params(("id" = Uuid, Path)), request_body = AddMember,
+    responses((status = 201, body = Member), (status = 403), (status = 404), (status = 409), (status = 422)),
+    security(("bearer" = ["team:update"])))]
+#[post("/teams/{id}/members")]
+pub async fn add_member(
+    state: web::Data<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    id: web::Path<Uuid>,
+    body: web::Json<AddMember>,
+) -> ApiResult<HttpResponse> {
+    let org = principal.org_id;
+    let mut conn = state.conn().await?;
+    let team = find_team(&mut conn, org, *id).await?;
+    let user_exists: i64 = users::table
+        .filter(users::id.eq(body.user_id).and(users::org_id.eq(org)))
+        .count()
+        .get_result(&mut conn)
+        .await?;
+    if user_exists == 0 {
+        return Err(ApiError::invalid("user_id", "no such user in this organization"));
+    }
+    let role = assignable_role(&mut conn, &principal, team.id, &body.role).await?;
+    let now = state.clock.now();
+    let user = body.user_id;
+    let version = conn
+        .transaction(async |c| {
+            diesel::insert_into(team_members::table)
+                .values((
+                    team_members::team_id.eq(team.id),
+                    team_members::user_id.eq(user),
+                    team_members::role_id.eq(role.id),
+                    team_members::created_at.eq(now),
+                    team_members::updated_at.eq(now),
+                ))
+                .execute(c)
+                .await
+                .map_err(|e| match ApiError::from(e) {
+                    ApiError::Conflict(_) => ApiError::Conflict("the user is a member of this team already".into()),
+                    other => other,
+                })?;
+            let v = bump_version(c, org).await?;
+            let meta = serde_json::json!({"team_id": team.id, "user_id": user, "before": null, "after": {"role": role.name, "permissions": role.permissions}});
+            audit::append(c, &principal.audit(&client, now, events::TEAM_MEMBER_ADD, "team_member", format!("{}/{}", team.id, user), meta)).await?;
+            Ok::<_, ApiError>(v)
+        })
+        .await?;
+    state.after_authz_change(org, version).await;
+    let member = load_members(&mut conn, team.id, Some(user)).await?;
+    Ok(HttpResponse::Created().json(member.first()))
+}
+
+/// The team's members and their roles.
+#[utoipa::path(tag = "teams", params(("id" = Uuid, Path)),
+    responses((status = 200, body = [Member]), (status = 404)),
+    security(("bearer" = ["team:read"])))]
+#[get("/teams/{id}/members")]
+pub async fn list_members(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let mut conn = state.conn().await?;
+    let team = find_team(&mut conn, principal.org_id, *id).await?;
+    Ok(HttpResponse::Ok().json(load_members(&mut conn, team.id, None).await?))
+}
+
+/// Gives a member another role.
+#[utoipa::path(tag = "teams", params(("id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = UpdateMember,
+    responses((status = 200, body = Member), (status = 403), (status = 404), (status = 422)),
+    security(("bearer" = ["team:update"])))]
+#[patch("/teams/{id}/members/{user_id}")]
+pub async fn update_member(
+    state: web::Data<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    path: web::Path<(Uuid, Uuid)>,
+    body: web::Json<UpdateMember>,
+) -> ApiResult<HttpResponse> {
+    let (team_id, user) = path.into_inner();
+    let org = principal.org_id;
+    let mut conn = state.conn().await?;
+    let team = find_team(&mut conn, org, team_id).await?;
+    let before = current_role(&mut conn, team.id, user).await?;
+    // Changing someone's role takes their old one away: the caller must be
+    // able to grant both.
+    check_grantable(&principal, team.id, &before)?;
+    let role = assignable_role(&mut conn, &principal, team.id, &body.role).await?;
+    let now = state.clock.now();
+    let version = conn
+        .transaction(async |c| {
+            diesel::update(team_members::table.find((team.id, user)))
+                .set((team_members::role_id.eq(role.id), team_members::updated_at.eq(now)))
+                .execute(c)
+                .await?;
+            let v = bump_version(c, org).await?;
+            let meta = serde_json::json!({"team_id": team.id, "user_id": user,
+                "before": {"role": before.name, "permissions": before.permissions},
+                "after": {"role": role.name, "permissions": role.permissions}});
+            audit::append(
+                c,
+                &principal.audit(
+                    &client,
+                    now,
+                    events::TEAM_MEMBER_UPDATE,
+                    "team_member",
+                    format!("{}/{}", team.id, user),
+                    meta,
+                ),
+            )
+            .await?;
+            Ok::<_, ApiError>(v)
+        })
+        .await?;
+    state.after_authz_change(org, version).await;
+    let member = load_members(&mut conn, team.id, Some(user)).await?;
+    Ok(HttpResponse::Ok().json(member.first()))
+}
+
+/// Removes a member from a team.
+#[utoipa::path(tag = "teams", params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    responses((status = 204), (status = 403), (status = 404)),
+    security(("bearer" = ["team:update"])))]
+#[delete("/teams/{id}/members/{user_id}")]
+pub async fn remove_member(
+    state: web::Data<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (team_id, user) = path.into_inner();
+    let org = principal.org_id;
+    let mut conn = state.conn().await?;
+    let team = find_team(&mut conn, org, team_id).await?;
+    let before = current_role(&mut conn, team.id, user).await?;
+    check_grantable(&principal, team.id, &before)?;
+    let now = state.clock.now();
+    let version = conn
+        .transaction(async |c| {
+            diesel::delete(team_members::table.find((team.id, user))).execute(c).await?;
+            let v = bump_version(c, org).await?;
+            let meta = serde_json::json!({"team_id": team.id, "user_id": user,
+                "before": {"role": before.name, "permissions": before.permissions}, "after": null});
+            audit::append(
+                c,
+                &principal.audit(
+                    &client,
+                    now,
+                    events::TEAM_MEMBER_REMOVE,
+                    "team_member",
+                    format!("{}/{}", team.id, user),
+                    meta,
+                ),
+            )
+            .await?;
+            Ok::<_, ApiError>(v)
+        })
+        .await?;
+    state.after_authz_change(org, version).await;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,206 @@
+//! /api/v1/teams
+
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::authorizer::bump_version;
+use crate::audit::{self, ClientInfo};
+use crate::auth::Principal;
+use crate::db::schema::teams;
+use crate::error::{ApiError, ApiResult};
+use crate::events;
+use crate::startup::AppState;
+use crate::users::model::check_name;
+
+#[derive(Debug, Serialize, ToSchema, Queryable, Selectable)]
+#[diesel(table_name = teams)]
+pub struct Team {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub org_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeam {
+    #[schema(example = "ML Team")]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTeam {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+fn check_description(d: &str) -> ApiResult<String> {
+    if d.chars().count() > 2000 {
+        return Err(ApiError::invalid("description", "must be at most 2000 characters"));
+    }
+    Ok(d.trim().to_string())
+}
+
+pub async fn find_team(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> ApiResult<Team> {
+    teams::table
+        .filter(teams::id.eq(id).and(teams::org_id.eq(org)))
+        .select(Team::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("team"))
+}
+
+/// Creates a team.
+#[utoipa::path(tag = "teams", request_body = CreateTeam,
+    responses((status = 201, body = Team), (status = 409), (status = 422)),
+    security(("bearer" = ["team:create"])))]
+#[post("/teams")]
+pub async fn create_team(
+    state: web::Data<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    body: web::Json<CreateTeam>,
+) -> ApiResult<HttpResponse> {
+    let name = check_name("name", &body.name, 100)?;
+    let description = check_description(&body.description)?;
+    let now = state.clock.now();
+    let id = Uuid::now_v7();
+    let mut conn = state.conn().await?;
+    let team = conn
+        .transaction(async |c| {
+            let team: Team = diesel::insert_into(teams::table)
+                .values((
+                    teams::id.eq(id),
+                    teams::org_id.eq(principal.org_id),
+                    teams::name.eq(&name),
+                    teams::description.eq(&description),
+                    teams::created_at.eq(now),
+                    teams::updated_at.eq(now),
+                ))
+                .returning(Team::as_returning())
+                .get_result(c)
+                .await
+                .map_err(|e| match ApiError::from(e) {
+                    ApiError::Conflict(_) => ApiError::Conflict(format!("a team named {name:?} exists already")),
+                    other => other,
+                })?;
+            let meta = serde_json::json!({"name": name, "description": description});
+            audit::append(c, &principal.audit(&client, now, events::TEAM_CREATE, "team", id, meta)).await?;
+            Ok::<_, ApiError>(team)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(team))
+}
+
+/// Lists the org's teams.
+#[utoipa::path(tag = "teams", responses((status = 200, body = [Team])),
+    security(("bearer" = ["team:read"])))]
+#[get("/teams")]
+pub async fn list_teams(state: web::Data<AppState>, principal: Principal) -> ApiResult<HttpResponse> {
+    let mut conn = state.conn().await?;
+    let list: Vec<Team> = teams::table
+        .filter(teams::org_id.eq(principal.org_id))
+        .select(Team::as_select())
+        .order(teams::name.asc())
+        .load(&mut conn)
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// One team.
+#[utoipa::path(tag = "teams", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Team), (status = 404)),
+    security(("bearer" = ["team:read"])))]
+#[get("/teams/{id}")]
+pub async fn get_team(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let mut conn = state.conn().await?;
+    Ok(HttpResponse::Ok().json(find_team(&mut conn, principal.org_id, *id).await?))
+}
+
+/// Renames a team or changes its description.
+#[utoipa::path(tag = "teams", params(("id" = Uuid, Path)), request_body = UpdateTeam,
+    responses((status = 200, body = Team), (status = 404), (status = 409), (status = 422)),
+    security(("bearer" = ["team:update"])))]
+#[patch("/teams/{id}")]
+pub async fn update_team(
+    state: web::Data<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdateTeam>,
+) -> ApiResult<HttpResponse> {
+    let name = body.name.as_deref().map(|n| check_name("name", n, 100)).transpose()?;
+    let description = body.description.as_deref().map(check_description).transpose()?;
+    let now = state.clock.now();
+    let mut conn = state.conn().await?;
+    let before = find_team(&mut conn, principal.org_id, *id).await?;
+    let team = conn
+        .transaction(async |c| {
+            let team: Team = diesel::update(teams::table.find(before.id))
+                .set((
+                    teams::name.eq(name.as_ref().unwrap_or(&before.name)),
+                    teams::description.eq(description.as_ref().unwrap_or(&before.description)),
+                    teams::updated_at.eq(now),
+                ))
+                .returning(Team::as_returning())
+                .get_result(c)
+                .await?;
+            let meta = serde_json::json!({
+                "before": {"name": before.name, "description": before.description},
+                "after": {"name": team.name, "description": team.description},
+            });
+            audit::append(c, &principal.audit(&client, now, events::TEAM_UPDATE, "team", team.id, meta)).await?;
+            Ok::<_, ApiError>(team)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(team))
+}
+
+/// Deletes a team and its memberships. A team that still owns instances: 409.
+#[utoipa::path(tag = "teams", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404), (status = 409)),
+    security(("bearer" = ["team:delete"])))]
+#[delete("/teams/{id}")]
+pub async fn delete_team(
+    state: web::Data<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
+    let org = principal.org_id;
+    let mut conn = state.conn().await?;
+    let team = find_team(&mut conn, org, *id).await?;
+    let version = conn
+        .transaction(async |c| {
+            diesel::delete(teams::table.find(team.id)).execute(c).await.map_err(|e| match ApiError::from(e) {
+                ApiError::Conflict(_) => {
+                    ApiError::Conflict("the team still owns instances; destroy or move them first".into())
+                }
+                other => other,
+            })?;
+            let v = bump_version(c, org).await?;
+            let meta = serde_json::json!({"name": team.name});
+            audit::append(c, &principal.audit(&client, now, events::TEAM_DELETE, "team", team.id, meta)).await?;
+            Ok::<_, ApiError>(v)
+        })
+        .await?;
+    state.after_authz_change(org, version).await;
+    Ok(HttpResponse::NoContent().finish())
+}

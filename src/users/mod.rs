@@ -1,0 +1,4 @@
+//! Users of an organization.
+
+pub mod model;
+pub mod routes;

@@ -1,0 +1,157 @@
+//! Health, readiness, metrics, OpenAPI, deny by default.
+
+mod common;
+
+use common::{assert_problem, spawn_app, spawn_app_with};
+use dumont::rbac::route_table::{Access, PUBLIC_ROUTES, RouteTable};
+use serde_json::json;
+
+#[actix_web::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let h = app.client.get(format!("{}/healthz", app.addr)).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    let r = app.client.get(format!("{}/readyz", app.addr)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"postgres": "ok", "redis": "ok", "status": "ready"}));
+}
+
+#[actix_web::test]
+async fn metrics_need_the_internal_token_and_count_requests() {
+    let app = spawn_app().await;
+    app.get("/api/v1/users/me", &app.admin_key).await;
+    let url = format!("{}/metrics", app.internal_addr);
+    assert_eq!(app.client.get(&url).send().await.unwrap().status(), 401);
+    let wrong = app.client.get(&url).bearer_auth("x".repeat(40)).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = app.client.get(&url).bearer_auth(&app.settings.internal.token).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let text = ok.text().await.unwrap();
+    assert!(text.contains("http_requests_total{method=\"GET\",route=\"/api/v1/users/me\",status=\"200\"} 1"), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"));
+}
+
+#[actix_web::test]
+async fn every_route_is_documented_and_declares_its_access() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value =
+        app.client.get(format!("{}/api/v1/openapi.json", app.addr)).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let table = RouteTable::from_openapi(&doc).expect("every route declares its access");
+    let paths = doc["paths"].as_object().unwrap();
+    // The routes the product promises, each in the document.
+    for (method, path) in [
+        ("post", "/api/v1/auth/login"),
+        ("post", "/api/v1/auth/refresh"),
+        ("post", "/api/v1/auth/logout"),
+        ("post", "/api/v1/users"),
+        ("get", "/api/v1/users"),
+        ("get", "/api/v1/users/me"),
+        ("get", "/api/v1/users/{id}"),
+        ("patch", "/api/v1/users/{id}"),
+        ("post", "/api/v1/teams"),
+        ("get", "/api/v1/teams"),
+        ("get", "/api/v1/teams/{id}"),
+        ("patch", "/api/v1/teams/{id}"),
+        ("delete", "/api/v1/teams/{id}"),
+        ("post", "/api/v1/teams/{id}/members"),
+        ("get", "/api/v1/teams/{id}/members"),
+        ("patch", "/api/v1/teams/{id}/members/{user_id}"),
+        ("delete", "/api/v1/teams/{id}/members/{user_id}"),
+        ("post", "/api/v1/roles"),
+        ("get", "/api/v1/roles"),
+        ("get", "/api/v1/roles/{id}"),
+        ("patch", "/api/v1/roles/{id}"),
+        ("delete", "/api/v1/roles/{id}"),
+        ("get", "/api/v1/permissions/check"),
+        ("post", "/api/v1/instances"),
+        ("get", "/api/v1/instances"),
+        ("get", "/api/v1/instances/{id}"),
+        ("post", "/api/v1/instances/{id}/start"),
+        ("post", "/api/v1/instances/{id}/stop"),
+        ("delete", "/api/v1/instances/{id}"),
+        ("get", "/api/v1/billing"),
+        ("patch", "/api/v1/billing"),
+        ("post", "/api/v1/billing/credits"),
+        ("post", "/api/v1/api-keys"),
+        ("get", "/api/v1/api-keys"),
+        ("get", "/api/v1/api-keys/{key_id}"),
+        ("delete", "/api/v1/api-keys/{key_id}"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+    ] {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from OpenAPI");
+    }
+    // Public routes are exactly the short list.
+    let public: Vec<_> = table.iter().filter(|(_, a)| **a == Access::Public).map(|(k, _)| k.clone()).collect();
+    assert_eq!(public.len(), PUBLIC_ROUTES.len(), "{public:?}");
+    // And the guard enforces it: every non-public route refuses a stranger.
+    for ((method, path), access) in table.iter() {
+        if *access == Access::Public {
+            continue;
+        }
+        let concrete = path
+            .replace("{id}", "00000000-0000-0000-0000-000000000001")
+            .replace("{user_id}", "00000000-0000-0000-0000-000000000001")
+            .replace("{key_id}", "00000000-0000-0000-0000-000000000001");
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = app.request(m, &concrete, None, Some(json!({}))).await;
+        assert_problem(&r, 401);
+    }
+}
+
+#[actix_web::test]
+async fn unknown_routes_are_404_problems() {
+    let app = spawn_app().await;
+    assert_problem(&app.get("/api/v1/nope", &app.admin_key).await, 404);
+    assert_problem(&app.get("/api/v1/teams/not-a-uuid", &app.admin_key).await, 404);
+}
+
+#[actix_web::test]
+async fn serves_from_postgres_when_redis_is_down() {
+    // Nothing listens on port 1: every Redis call fails at once.
+    let app = spawn_app_with(|s| s.redis.url = "redis://127.0.0.1:1".into()).await;
+    let r = app.client.get(format!("{}/readyz", app.addr)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["redis"], "down");
+    assert_eq!(body["status"], "degraded");
+    let login = app.login("admin@acme.test", common::PASSWORD).await;
+    assert_eq!(login.status, 200);
+    let token = login.body["access_token"].as_str().unwrap().to_string();
+    let team = app.team("Ops").await;
+    let (user, user_token) = app.member("dev@acme.test", team, "viewer").await;
+    assert_problem(&app.post("/api/v1/teams", &user_token, json!({"name": "x"})).await, 403);
+    // A role change still takes effect at once, from PostgreSQL.
+    let r = app.patch(&format!("/api/v1/teams/{team}/members/{user}"), &token, json!({"role": "admin"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(app.post("/api/v1/teams", &user_token, json!({"name": "x"})).await.status, 201);
+    // Logout is immediate too.
+    assert_eq!(app.request(reqwest::Method::POST, "/api/v1/auth/logout", Some(&token), None).await.status, 204);
+    assert_problem(&app.get("/api/v1/users/me", &token).await, 401);
+}
+
+#[actix_web::test]
+async fn a_bad_setting_fails_start_up_naming_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumont"))
+        .arg("migrate")
+        .env("DUMONT_ENV", "test")
+        .env("DUMONT__AUTH__JWT_SECRET", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("auth.jwt_secret"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumont"))
+        .arg("migrate")
+        .env("DUMONT_ENV", "test")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/dumont")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL"), "{}", String::from_utf8_lossy(&out.stderr));
+}

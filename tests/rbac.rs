@@ -1,0 +1,426 @@
+//! The seed's role matrix over HTTP, custom roles, scope, escalation,
+//! last admin, two replicas.
+
+mod common;
+
+use common::{TestApp, assert_problem, spawn_app};
+use serde_json::json;
+use uuid::Uuid;
+
+/// One request per (resource, action) on the routes the matrix guards.
+/// Returns the status; the fixtures (a team, an instance in it, a custom
+/// role) are created fresh by the admin for each call.
+async fn attempt(app: &TestApp, token: &str, team: Uuid, resource: &str, action: &str) -> u16 {
+    let n = Uuid::new_v4().simple().to_string();
+    let r = match (resource, action) {
+        ("instances", "create") => {
+            app.post(
+                "/api/v1/instances",
+                token,
+                json!({"name": "i", "gpu_type": "A100_40GB", "gpu_count": 1, "team_id": team}),
+            )
+            .await
+        }
+        ("instances", "read") => {
+            let id = instance(app, team).await;
+            app.get(&format!("/api/v1/instances/{id}"), token).await
+        }
+        ("instances", "update") => {
+            let id = instance(app, team).await;
+            app.post(&format!("/api/v1/instances/{id}/stop"), token, json!({})).await
+        }
+        ("instances", "delete") => {
+            let id = instance(app, team).await;
+            app.delete(&format!("/api/v1/instances/{id}"), token).await
+        }
+        ("billing", "create") => {
+            app.post("/api/v1/billing/credits", token, json!({"amount": "1.00", "currency": "USD"})).await
+        }
+        ("billing", "read") => app.get("/api/v1/billing", token).await,
+        ("billing", "update") => {
+            app.patch("/api/v1/billing", token, json!({"low_balance_threshold": {"amount": "5.00", "currency": "USD"}}))
+                .await
+        }
+        ("team", "create") => app.post("/api/v1/teams", token, json!({"name": n})).await,
+        ("team", "read") => app.get(&format!("/api/v1/teams/{team}"), token).await,
+        ("team", "update") => app.patch(&format!("/api/v1/teams/{team}"), token, json!({"description": n})).await,
+        ("team", "delete") => {
+            let t = app.team(&n).await;
+            app.delete(&format!("/api/v1/teams/{t}"), token).await
+        }
+        ("admin", "create") => {
+            app.post("/api/v1/roles", token, json!({"name": format!("r{n}"), "permissions": ["team:read"]})).await
+        }
+        ("admin", "read") => app.get("/api/v1/roles", token).await,
+        ("admin", "update") => {
+            let id = role(app, &n).await;
+            app.patch(&format!("/api/v1/roles/{id}"), token, json!({"description": "x"})).await
+        }
+        ("admin", "delete") => {
+            let id = role(app, &n).await;
+            app.delete(&format!("/api/v1/roles/{id}"), token).await
+        }
+        other => panic!("no route for {other:?}"),
+    };
+    r.status.as_u16()
+}
+
+async fn instance(app: &TestApp, team: Uuid) -> String {
+    let r = app
+        .post(
+            "/api/v1/instances",
+            &app.admin_key,
+            json!({"name": "fx", "gpu_type": "H100", "gpu_count": 2, "team_id": team}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+async fn role(app: &TestApp, n: &str) -> String {
+    let r =
+        app.post("/api/v1/roles", &app.admin_key, json!({"name": format!("f{n}"), "permissions": ["team:read"]})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+#[actix_web::test]
+async fn the_seed_role_matrix_holds_for_every_role_resource_and_action() {
+    let app = spawn_app().await;
+    let team = app.team("ML Team").await;
+    // The seed's table: Instancias, Billing, Team, Admin.
+    let matrix = [
+        ("admin", ["CRUD", "CRUD", "CRUD", "CRUD"]),
+        ("developer", ["CRUD", "R", "R", ""]),
+        ("billing", ["R", "CRUD", "R", ""]),
+        ("viewer", ["R", "R", "R", ""]),
+    ];
+    let resources = ["instances", "billing", "team", "admin"];
+    let actions = [("create", 'C'), ("read", 'R'), ("update", 'U'), ("delete", 'D')];
+    let mut failures = Vec::new();
+    for (role, cells) in matrix {
+        let (_, token) = app.member(&format!("role-{role}@acme.test"), team, role).await;
+        for (resource, cell) in resources.iter().zip(cells) {
+            for (action, letter) in actions {
+                if *resource == "billing" && action == "delete" {
+                    continue; // no route deletes a billing account
+                }
+                let status = attempt(&app, &token, team, resource, action).await;
+                let allowed = cell.contains(letter);
+                let ok = if allowed { (200..300).contains(&status) } else { status == 403 };
+                if !ok {
+                    failures.push(format!(
+                        "{role} {resource}:{action} -> {status} (expected {})",
+                        if allowed { "2xx" } else { "403" }
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[actix_web::test]
+async fn a_403_names_the_missing_permission() {
+    let app = spawn_app().await;
+    let team = app.team("T").await;
+    let (_, token) = app.member("v@acme.test", team, "viewer").await;
+    let r = app.post("/api/v1/teams", &token, json!({"name": "x"})).await;
+    assert_problem(&r, 403);
+    assert_eq!(r.body["missing_permission"], "team:create");
+}
+
+#[actix_web::test]
+async fn team_resources_come_from_the_role_in_that_team() {
+    let app = spawn_app().await;
+    let (a, b) = (app.team("A").await, app.team("B").await);
+    let (user, token) = app.member("dev@acme.test", a, "developer").await;
+    app.add_member(b, user, "viewer").await;
+    let in_b = instance(&app, b).await;
+    let in_a = instance(&app, a).await;
+    // Developer in A: may stop A's instance; viewer in B: may only read B's.
+    assert_eq!(app.post(&format!("/api/v1/instances/{in_a}/stop"), &token, json!({})).await.status, 200);
+    assert_problem(&app.post(&format!("/api/v1/instances/{in_b}/stop"), &token, json!({})).await, 403);
+    assert_eq!(app.get(&format!("/api/v1/instances/{in_b}"), &token).await.status, 200);
+    let create_in_b = app
+        .post("/api/v1/instances", &token, json!({"name": "x", "gpu_type": "H100", "gpu_count": 1, "team_id": b}))
+        .await;
+    assert_problem(&create_in_b, 403);
+    // A team the user is not in is invisible.
+    let c = app.team("C").await;
+    let in_c = instance(&app, c).await;
+    assert_problem(&app.get(&format!("/api/v1/instances/{in_c}"), &token).await, 404);
+    let list = app.get("/api/v1/instances", &token).await;
+    let ids: Vec<&str> = list.body.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&in_a.as_str()) && ids.contains(&in_b.as_str()) && !ids.contains(&in_c.as_str()), "{ids:?}");
+}
+
+#[actix_web::test]
+async fn custom_wildcard_roles_grant_exactly_their_permissions() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/api/v1/roles",
+            &app.admin_key,
+            json!({"name": "ml_engineer", "permissions": ["instances:*", "jobs:*", "finetune:*"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["builtin"], false);
+    let team = app.team("ML").await;
+    let (_, token) = app.member("ml@acme.test", team, "ml_engineer").await;
+    let id = instance(&app, team).await;
+    assert_eq!(app.delete(&format!("/api/v1/instances/{id}"), &token).await.status, 200);
+    assert_problem(&app.get("/api/v1/billing", &token).await, 403);
+    assert_problem(&app.get("/api/v1/teams", &token).await, 403);
+    // By name as id; listing marks built-ins.
+    assert_eq!(app.get("/api/v1/roles/ml_engineer", &app.admin_key).await.body["name"], "ml_engineer");
+    let all = app.get("/api/v1/roles", &app.admin_key).await;
+    let builtin: Vec<&str> = all
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["builtin"] == true)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(builtin, ["admin", "billing", "developer", "viewer"]);
+}
+
+#[actix_web::test]
+async fn bad_roles_and_members_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let team = app.team("T").await;
+    for (body, field) in [
+        (json!({"name": "x1", "permissions": ["gpus:read"]}), "permissions[0]"),
+        (json!({"name": "x2", "permissions": ["team:read", "instances:fly"]}), "permissions[1]"),
+        (json!({"name": "x3", "permissions": []}), "permissions"),
+        (json!({"name": "Bad Name", "permissions": ["team:read"]}), "name"),
+    ] {
+        let r = app.post("/api/v1/roles", &app.admin_key, body).await;
+        assert_problem(&r, 422);
+        assert_eq!(r.body["field"], field);
+    }
+    assert_problem(
+        &app.post("/api/v1/roles", &app.admin_key, json!({"name": "viewer", "permissions": ["team:read"]})).await,
+        409,
+    );
+    let roles = app.get("/api/v1/roles", &app.admin_key).await;
+    assert_eq!(roles.body.as_array().unwrap().len(), 4);
+    let (user, _) = app.user("u@acme.test").await;
+    let r = app
+        .post(&format!("/api/v1/teams/{team}/members"), &app.admin_key, json!({"user_id": user, "role": "wizard"}))
+        .await;
+    assert_problem(&r, 422);
+    let r = app
+        .post(
+            &format!("/api/v1/teams/{team}/members"),
+            &app.admin_key,
+            json!({"user_id": Uuid::new_v4(), "role": "viewer"}),
+        )
+        .await;
+    assert_problem(&r, 422);
+    assert_eq!(app.get(&format!("/api/v1/teams/{team}/members"), &app.admin_key).await.body, json!([]));
+    // Built-ins cannot be edited or deleted.
+    assert_problem(&app.patch("/api/v1/roles/viewer", &app.admin_key, json!({"permissions": ["admin:*"]})).await, 403);
+    assert_problem(&app.delete("/api/v1/roles/admin", &app.admin_key).await, 403);
+    assert!(app.audit_actions("role.create").await.is_empty());
+}
+
+#[actix_web::test]
+async fn a_role_in_use_cannot_be_deleted() {
+    let app = spawn_app().await;
+    let team = app.team("T").await;
+    app.post("/api/v1/roles", &app.admin_key, json!({"name": "ops", "permissions": ["instances:read"]})).await;
+    let (user, _) = app.member("o@acme.test", team, "ops").await;
+    assert_problem(&app.delete("/api/v1/roles/ops", &app.admin_key).await, 409);
+    assert_eq!(app.delete(&format!("/api/v1/teams/{team}/members/{user}"), &app.admin_key).await.status, 204);
+    assert_eq!(app.delete("/api/v1/roles/ops", &app.admin_key).await.status, 204);
+    assert_problem(&app.get("/api/v1/roles/ops", &app.admin_key).await, 404);
+}
+
+#[actix_web::test]
+async fn no_privilege_escalation() {
+    let app = spawn_app().await;
+    let team = app.team("T").await;
+    // A team admin can manage the team but holds no org-wide role.
+    let (_, lead) = app.member("lead@acme.test", team, "admin").await;
+    let (victim, _) = app.user("v@acme.test").await;
+    // Cannot make anyone an org-wide admin (instances:* in every team).
+    let r = app.patch(&format!("/api/v1/users/{victim}"), &lead, json!({"org_role": "admin"})).await;
+    assert_problem(&r, 403);
+    // A developer cannot create a role granting billing:update.
+    let (_, dev) = app.member("dev@acme.test", team, "developer").await;
+    let r = app.post("/api/v1/roles", &dev, json!({"name": "sneaky", "permissions": ["billing:update"]})).await;
+    assert_problem(&r, 403);
+    // A developer in T who also manages teams (custom role) cannot hand out admin.
+    app.post(
+        "/api/v1/roles",
+        &app.admin_key,
+        json!({"name": "team_manager", "permissions": ["team:*", "instances:*"]}),
+    )
+    .await;
+    let (_, mgr) = app.member("mgr@acme.test", team, "team_manager").await;
+    let r = app.post(&format!("/api/v1/teams/{team}/members"), &mgr, json!({"user_id": victim, "role": "admin"})).await;
+    assert_problem(&r, 403);
+    assert_eq!(r.body["missing_permission"].as_str().unwrap().contains("admin:"), true, "{}", r.text);
+    // ...but can hand out what it holds.
+    let r =
+        app.post(&format!("/api/v1/teams/{team}/members"), &mgr, json!({"user_id": victim, "role": "developer"})).await;
+    assert_problem(&r, 403); // developer includes billing:read, which team_manager lacks
+    let r = app
+        .post(&format!("/api/v1/teams/{team}/members"), &mgr, json!({"user_id": victim, "role": "team_manager"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // A role's editor must hold what it grants.
+    let r = app.patch("/api/v1/roles/team_manager", &mgr, json!({"permissions": ["team:*", "admin:*"]})).await;
+    assert_problem(&r, 403);
+}
+
+#[actix_web::test]
+async fn the_last_org_wide_admin_cannot_be_demoted() {
+    let app = spawn_app().await;
+    let admin = app.admin_id;
+    let r = app.patch(&format!("/api/v1/users/{admin}"), &app.admin_key, json!({"org_role": null})).await;
+    assert_problem(&r, 409);
+    let r = app.patch(&format!("/api/v1/users/{admin}"), &app.admin_key, json!({"org_role": "viewer"})).await;
+    assert_problem(&r, 409);
+    assert_eq!(app.get("/api/v1/users/me", &app.admin_key).await.body["org_role"], "admin");
+    // With a second admin, one may step down.
+    let (second, _) = app.user("second@acme.test").await;
+    assert_eq!(
+        app.patch(&format!("/api/v1/users/{second}"), &app.admin_key, json!({"org_role": "admin"})).await.status,
+        200
+    );
+    let r = app.patch(&format!("/api/v1/users/{admin}"), &app.admin_key, json!({"org_role": null})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["org_role"], serde_json::Value::Null);
+    // The database refuses it too, whoever asks.
+    let mut c = app.db().await;
+    let sql = format!("UPDATE users SET org_role_id = NULL WHERE id = '{second}'");
+    let res = diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut c).await;
+    assert!(res.unwrap_err().to_string().contains("last_org_admin"));
+}
+
+#[actix_web::test]
+async fn concurrent_demotions_keep_one_admin() {
+    let app = spawn_app().await;
+    let (second, _) = app.user("second@acme.test").await;
+    app.patch(&format!("/api/v1/users/{second}"), &app.admin_key, json!({"org_role": "admin"})).await;
+    let (p1, p2) = (format!("/api/v1/users/{}", app.admin_id), format!("/api/v1/users/{second}"));
+    let (a, b) = tokio::join!(
+        app.patch(&p1, &app.admin_key, json!({"org_role": "viewer"})),
+        app.patch(&p2, &app.admin_key, json!({"org_role": "viewer"})),
+    );
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    assert!(statuses == [200, 409] || statuses == [200, 403], "{statuses:?}");
+    let users = app.get("/api/v1/users", &app.admin_key).await;
+    let admins = users.body.as_array().unwrap().iter().filter(|u| u["org_role"] == "admin").count();
+    assert_eq!(admins, 1);
+}
+
+#[actix_web::test]
+async fn changes_take_effect_on_the_next_request_on_every_replica() {
+    let app = spawn_app().await;
+    let other = app.replica().await;
+    let team = app.team("T").await;
+    let (user, token) = app.member("u@acme.test", team, "viewer").await;
+    // Warm both replicas' caches.
+    assert_problem(&other.post("/api/v1/teams", &token, json!({"name": "a"})).await, 403);
+    assert_problem(&app.post("/api/v1/teams", &token, json!({"name": "a"})).await, 403);
+    // Promote on one replica; the other sees it on the very next request.
+    app.patch(&format!("/api/v1/teams/{team}/members/{user}"), &app.admin_key, json!({"role": "admin"})).await;
+    assert_eq!(other.post("/api/v1/teams", &token, json!({"name": "b"})).await.status, 201);
+    // Custom role edited on the other replica.
+    other
+        .post(
+            "/api/v1/roles",
+            &other.admin_key,
+            json!({"name": "readers", "permissions": ["team:read", "billing:read"]}),
+        )
+        .await;
+    app.patch(&format!("/api/v1/teams/{team}/members/{user}"), &app.admin_key, json!({"role": "readers"})).await;
+    assert_eq!(other.get("/api/v1/billing", &token).await.status, 200);
+    other.patch("/api/v1/roles/readers", &other.admin_key, json!({"permissions": ["team:read"]})).await;
+    assert_problem(&app.get("/api/v1/billing", &token).await, 403);
+    // Removal.
+    app.delete(&format!("/api/v1/teams/{team}/members/{user}"), &app.admin_key).await;
+    assert_problem(&other.get("/api/v1/teams", &token).await, 403);
+}
+
+#[actix_web::test]
+async fn permission_check_explains_the_decision() {
+    let app = spawn_app().await;
+    let team = app.team("T").await;
+    let (user, token) = app.member("u@acme.test", team, "developer").await;
+    let r = app.get(&format!("/api/v1/permissions/check?permission=instances:create&team_id={team}"), &token).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["allowed"], true);
+    assert_eq!(r.body["granted_by"][0]["role"], "developer");
+    assert_eq!(r.body["granted_by"][0]["team_id"], team.to_string());
+    let r = app.get("/api/v1/permissions/check?permission=billing:update", &token).await;
+    assert_eq!(r.body["allowed"], false);
+    // Asking about someone else needs admin:read.
+    let r = app.get(&format!("/api/v1/permissions/check?permission=team:read&user_id={}", app.admin_id), &token).await;
+    assert_problem(&r, 403);
+    let r = app.get(&format!("/api/v1/permissions/check?permission=team:read&user_id={user}"), &app.admin_key).await;
+    assert_eq!(r.body["allowed"], true);
+    let r = app.get("/api/v1/permissions/check?permission=instances:*", &token).await;
+    assert_problem(&r, 400);
+    assert_eq!(r.body["field"], "permission");
+}
+
+#[actix_web::test]
+async fn teams_crud_and_member_changes_are_audited_with_before_and_after() {
+    let app = spawn_app().await;
+    let team = app.team("T").await;
+    assert_problem(&app.post("/api/v1/teams", &app.admin_key, json!({"name": "T"})).await, 409);
+    assert_problem(&app.post("/api/v1/teams", &app.admin_key, json!({"name": ""})).await, 422);
+    let (user, _) = app.member("u@acme.test", team, "viewer").await;
+    assert_problem(
+        &app.post(&format!("/api/v1/teams/{team}/members"), &app.admin_key, json!({"user_id": user, "role": "viewer"}))
+            .await,
+        409,
+    );
+    app.patch(&format!("/api/v1/teams/{team}/members/{user}"), &app.admin_key, json!({"role": "billing"})).await;
+    let upd = app.audit_actions("team.member.update").await;
+    assert_eq!(upd.len(), 1);
+    assert_eq!(upd[0]["metadata"]["before"]["role"], "viewer");
+    assert_eq!(upd[0]["metadata"]["after"]["role"], "billing");
+    let members = app.get(&format!("/api/v1/teams/{team}/members"), &app.admin_key).await;
+    assert_eq!(members.body[0]["role"], "billing");
+    let patched = app.patch(&format!("/api/v1/teams/{team}"), &app.admin_key, json!({"name": "T2"})).await;
+    assert_eq!(patched.body["name"], "T2");
+    instance(&app, team).await;
+    assert_problem(&app.delete(&format!("/api/v1/teams/{team}"), &app.admin_key).await, 409);
+    let empty = app.team("Empty").await;
+    assert_eq!(app.delete(&format!("/api/v1/teams/{empty}"), &app.admin_key).await.status, 204);
+    assert_problem(&app.get(&format!("/api/v1/teams/{empty}"), &app.admin_key).await, 404);
+    for action in ["team.create", "team.update", "team.delete", "team.member.add"] {
+        assert!(!app.audit_actions(action).await.is_empty(), "{action}");
+    }
+}
+
+#[actix_web::test]
+async fn instance_state_machine_refuses_impossible_transitions() {
+    let app = spawn_app().await;
+    let team = app.team("T").await;
+    let id = instance(&app, team).await;
+    assert_problem(&app.post(&format!("/api/v1/instances/{id}/start"), &app.admin_key, json!({})).await, 409);
+    assert_eq!(
+        app.post(&format!("/api/v1/instances/{id}/stop"), &app.admin_key, json!({})).await.body["state"],
+        "stopped"
+    );
+    assert_problem(&app.post(&format!("/api/v1/instances/{id}/stop"), &app.admin_key, json!({})).await, 409);
+    assert_eq!(app.delete(&format!("/api/v1/instances/{id}"), &app.admin_key).await.body["state"], "destroyed");
+    assert_problem(&app.post(&format!("/api/v1/instances/{id}/start"), &app.admin_key, json!({})).await, 409);
+    for bad in [
+        json!({"name": "x", "gpu_type": "A100", "gpu_count": 0, "team_id": team}),
+        json!({"name": "x", "gpu_type": "A 100", "gpu_count": 1, "team_id": team}),
+        json!({"name": "x", "gpu_type": "A100", "gpu_count": 1, "team_id": Uuid::new_v4()}),
+    ] {
+        assert_problem(&app.post("/api/v1/instances", &app.admin_key, bad).await, 422);
+    }
+    assert_eq!(app.audit_actions("instance.create").await.len(), 1);
+}

@@ -19,10 +19,9 @@ impl Money {
     /// USD rounded to cents, half away from zero (banker's rounding is for
     /// aggregates; a displayed balance rounds like a receipt).
     pub fn usd(d: Decimal) -> Money {
-        Money {
-            amount: d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero).to_string(),
-            currency: "USD".into(),
-        }
+        let mut r = d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        r.rescale(2);
+        Money { amount: r.to_string(), currency: "USD".into() }
     }
 }
 
@@ -43,4 +42,17 @@ pub fn parse_usd(field: &str, m: &Money) -> ApiResult<Decimal> {
         return Err(ApiError::invalid(format!("{field}.amount"), "too large"));
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usd_always_shows_cents_and_rounds_half_away_from_zero() {
+        assert_eq!(Money::usd(Decimal::from(20)).amount, "20.00");
+        assert_eq!(Money::usd("0.005".parse().unwrap()).amount, "0.01");
+        assert_eq!(Money::usd("-0.005".parse().unwrap()).amount, "-0.01");
+        assert_eq!(Money::usd("1.234".parse().unwrap()).amount, "1.23");
+    }
 }

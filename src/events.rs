@@ -24,3 +24,21 @@ pub const ROLE_UPDATE: &str = "role.update";
 pub const ROLE_DELETE: &str = "role.delete";
 pub const API_KEY_CREATE: &str = "api_key.create";
 pub const API_KEY_REVOKE: &str = "api_key.revoke";
+pub const INSTANCE_FAILED: &str = "instance.failed";
+pub const FAILOVER_STARTED: &str = "failover.started";
+pub const FAILOVER_COMPLETED: &str = "failover.completed";
+pub const SNAPSHOT_CREATED: &str = "snapshot.created";
+
+/// Events the platform reports on the internal listener, with the type of
+/// resource each is about.
+pub const PLATFORM_EVENTS: [(&str, &str); 4] = [
+    (INSTANCE_FAILED, "instance"),
+    (FAILOVER_STARTED, "instance"),
+    (FAILOVER_COMPLETED, "instance"),
+    (SNAPSHOT_CREATED, "snapshot"),
+];
+
+/// The catalogue's (name, resource type) for a platform event name.
+pub fn platform_event(name: &str) -> Option<(&'static str, &'static str)> {
+    PLATFORM_EVENTS.iter().copied().find(|(n, _)| *n == name)
+}

@@ -41,6 +41,21 @@ enum Command {
         #[arg(long)]
         only_if_empty: bool,
     },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Re-verify an org's hash chain; prints the result as JSON and exits 1
+    /// when the chain is invalid.
+    Verify {
+        #[arg(long)]
+        org: uuid::Uuid,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,6 +107,16 @@ async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<()> {
             let out = bootstrap::run(&settings, &org, &email, &password, only_if_empty).await?;
             if let Some(out) = out {
                 println!("{}", serde_json::to_string(&out)?);
+            }
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify { org } } => {
+            let pool = dumont::db::build_pool(&settings.database.url, 1, std::time::Duration::from_secs(5))?;
+            let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+            let v = dumont::audit::verify::verify(&mut conn, org).await?;
+            println!("{}", serde_json::to_string(&v)?);
+            if !v.valid {
+                anyhow::bail!("audit chain of org {org} is invalid");
             }
             Ok(())
         }

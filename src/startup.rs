@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::api_keys::actor::ApiKeyActor;
 use crate::api_keys::store::KeyStore;
+use crate::audit::actor::AuditActor;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::auth::tokens::TokenKeys;
 use crate::cache::Cache;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub authorizer: Arc<Authorizer>,
     pub rbac: Addr<RbacActor>,
     pub api_keys: Addr<ApiKeyActor>,
+    pub audit: Addr<AuditActor>,
     pub keys: Arc<KeyStore>,
     pub tokens: TokenKeys,
     pub limiter: LoginLimiter,
@@ -91,7 +93,7 @@ impl utoipa::Modify for BearerScheme {
 /// document, so a route cannot exist without its documentation and its
 /// declared permission.
 pub fn public_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    use crate::{api_keys, auth, billing, instances, ops, rbac, users};
+    use crate::{api_keys, audit, auth, billing, instances, ops, rbac, users};
     cfg.service(ops::routes::healthz).service(ops::routes::readyz).service(
         utoipa_actix_web::scope("/api/v1")
             .service(ops::routes::openapi)
@@ -130,7 +132,10 @@ pub fn public_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
             .service(api_keys::routes::create_key)
             .service(api_keys::routes::list_keys)
             .service(api_keys::routes::get_key)
-            .service(api_keys::routes::revoke_key),
+            .service(api_keys::routes::revoke_key)
+            .service(audit::routes::logs)
+            .service(audit::routes::verify_chain)
+            .service(audit::routes::export),
     );
 }
 
@@ -213,13 +218,14 @@ pub async fn build(
             .app_data(data.clone())
             .app_data(
                 web::JsonConfig::default()
-                    .limit(1024 * 1024)
+                    .limit(16 * 1024 * 1024)
                     .content_type_required(false)
                     .error_handler(crate::error::json_error),
             )
             .wrap(from_fn(internal_auth))
             .wrap(TracingLogger::default())
             .route("/metrics", web::get().to(crate::ops::routes::metrics))
+            .route("/internal/v1/events", web::post().to(crate::audit::ingest::ingest))
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such route".into()))
             }))
@@ -256,6 +262,8 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<web
         flush_every: Duration::from_secs(settings.api_keys.last_used_flush_secs.max(1)),
     }
     .start();
+    let audit =
+        AuditActor { db: pool.clone(), clock: clock.clone(), retention_days: settings.audit.retention_days }.start();
     let doc = openapi();
     let openapi_value = serde_json::to_value(&doc)?;
     let routes = RouteTable::from_openapi(&openapi_value).map_err(|e| anyhow::anyhow!("route table: {e}"))?;
@@ -274,6 +282,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<web
         authorizer,
         rbac,
         api_keys,
+        audit,
         keys,
         routes,
         openapi_json: serde_json::to_string(&openapi_value)?,

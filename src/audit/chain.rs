@@ -59,62 +59,100 @@ pub fn chain_hash(prev: &[u8], record: &Canonical<'_>) -> Vec<u8> {
 
 pub const GENESIS: [u8; 32] = [0; 32];
 
+#[derive(Insertable)]
+#[diesel(table_name = audit_logs)]
+struct NewRecord<'a> {
+    id: Uuid,
+    org_id: Uuid,
+    seq: i64,
+    occurred_at: DateTime<Utc>,
+    user_id: Option<Uuid>,
+    user_email: Option<&'a str>,
+    action: &'a str,
+    resource_type: &'a str,
+    resource_id: Option<&'a str>,
+    ip_address: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    metadata: &'a serde_json::Value,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
 /// Appends a record to its org's chain. Call inside the transaction that
 /// makes the change, as late as possible: it locks the org's chain head
 /// until commit.
 pub async fn append(conn: &mut AsyncPgConnection, e: &AuditEntry) -> QueryResult<Uuid> {
-    diesel::insert_into(audit_heads::table)
-        .values((audit_heads::org_id.eq(e.org_id), audit_heads::seq.eq(0i64), audit_heads::hash.eq(GENESIS.to_vec())))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    let (seq, prev): (i64, Vec<u8>) = audit_heads::table
-        .find(e.org_id)
-        .select((audit_heads::seq, audit_heads::hash))
-        .for_update()
-        .get_result(conn)
-        .await?;
-    let id = Uuid::now_v7();
-    let seq = seq + 1;
-    let hash = chain_hash(
-        &prev,
-        &Canonical {
-            id,
-            org_id: e.org_id,
-            seq,
-            timestamp: timestamp(e.at),
-            user_id: e.user_id,
-            user_email: e.user_email.as_deref(),
-            action: e.action,
-            resource_type: e.resource_type,
-            resource_id: e.resource_id.as_deref(),
-            ip_address: e.ip_address.as_deref(),
-            user_agent: e.user_agent.as_deref(),
-            metadata: &e.metadata,
-        },
-    );
-    diesel::insert_into(audit_logs::table)
-        .values((
-            audit_logs::id.eq(id),
-            audit_logs::org_id.eq(e.org_id),
-            audit_logs::seq.eq(seq),
-            audit_logs::occurred_at.eq(e.at),
-            audit_logs::user_id.eq(e.user_id),
-            audit_logs::user_email.eq(&e.user_email),
-            audit_logs::action.eq(e.action),
-            audit_logs::resource_type.eq(e.resource_type),
-            audit_logs::resource_id.eq(&e.resource_id),
-            audit_logs::ip_address.eq(&e.ip_address),
-            audit_logs::user_agent.eq(&e.user_agent),
-            audit_logs::metadata.eq(&e.metadata),
-            audit_logs::prev_hash.eq(&prev),
-            audit_logs::hash.eq(&hash),
-        ))
-        .execute(conn)
-        .await?;
-    diesel::update(audit_heads::table.find(e.org_id))
-        .set((audit_heads::seq.eq(seq), audit_heads::hash.eq(&hash)))
-        .execute(conn)
-        .await?;
-    Ok(id)
+    Ok(append_many(conn, std::slice::from_ref(e)).await?.into_iter().next().unwrap_or_default())
+}
+
+/// Appends records (of any orgs) in one transaction: one head lock and one
+/// multi-row INSERT per org, orgs locked in id order so that concurrent
+/// batches cannot deadlock.
+pub async fn append_many(conn: &mut AsyncPgConnection, entries: &[AuditEntry]) -> QueryResult<Vec<Uuid>> {
+    let mut orgs: Vec<Uuid> = entries.iter().map(|e| e.org_id).collect();
+    orgs.sort();
+    orgs.dedup();
+    let mut ids = vec![Uuid::nil(); entries.len()];
+    for org in orgs {
+        diesel::insert_into(audit_heads::table)
+            .values((audit_heads::org_id.eq(org), audit_heads::seq.eq(0i64), audit_heads::hash.eq(GENESIS.to_vec())))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        let (mut seq, mut prev): (i64, Vec<u8>) = audit_heads::table
+            .find(org)
+            .select((audit_heads::seq, audit_heads::hash))
+            .for_update()
+            .get_result(conn)
+            .await?;
+        let mut rows = Vec::new();
+        for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.org_id == org) {
+            let id = Uuid::now_v7();
+            seq += 1;
+            let hash = chain_hash(&prev, &canonical(id, seq, e));
+            ids[i] = id;
+            rows.push(NewRecord {
+                id,
+                org_id: org,
+                seq,
+                occurred_at: e.at,
+                user_id: e.user_id,
+                user_email: e.user_email.as_deref(),
+                action: e.action,
+                resource_type: e.resource_type,
+                resource_id: e.resource_id.as_deref(),
+                ip_address: e.ip_address.as_deref(),
+                user_agent: e.user_agent.as_deref(),
+                metadata: &e.metadata,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            });
+        }
+        // PostgreSQL caps a statement at 65535 bind parameters (14 per row).
+        for chunk in rows.chunks(4000) {
+            diesel::insert_into(audit_logs::table).values(chunk).execute(conn).await?;
+        }
+        diesel::update(audit_heads::table.find(org))
+            .set((audit_heads::seq.eq(seq), audit_heads::hash.eq(&prev)))
+            .execute(conn)
+            .await?;
+    }
+    Ok(ids)
+}
+
+fn canonical<'a>(id: Uuid, seq: i64, e: &'a AuditEntry) -> Canonical<'a> {
+    Canonical {
+        id,
+        org_id: e.org_id,
+        seq,
+        timestamp: timestamp(e.at),
+        user_id: e.user_id,
+        user_email: e.user_email.as_deref(),
+        action: e.action,
+        resource_type: e.resource_type,
+        resource_id: e.resource_id.as_deref(),
+        ip_address: e.ip_address.as_deref(),
+        user_agent: e.user_agent.as_deref(),
+        metadata: &e.metadata,
+    }
 }

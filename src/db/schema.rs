@@ -144,6 +144,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_checkpoints (org_id) {
+        org_id -> Uuid,
+        seq -> Int8,
+        hash -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(users -> orgs (org_id));
 diesel::joinable!(team_members -> teams (team_id));
 diesel::joinable!(team_members -> users (user_id));
@@ -163,4 +172,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     billing_accounts,
     audit_heads,
     audit_logs,
+    audit_checkpoints,
 );

@@ -21,4 +21,4 @@ fmt:
 
 # Benchmarks (release build); figures are printed and quoted in the README.
 bench: services
-	cargo run --release --example bench
+	bash scripts/bench.sh

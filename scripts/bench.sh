@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# `make bench`: services, wrk, then the benchmark example (release build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/services.sh
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; fi
+fi
+cargo run --release --example bench

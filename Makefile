@@ -7,6 +7,7 @@ run:
 
 # The same services, then the whole test suite.
 test: services
+	bash scripts/test-deps.sh
 	cargo test --all-targets
 
 services:

@@ -110,7 +110,10 @@ async fn run() {
     settings.redis.key_prefix = format!("bench:{}:", uuid::Uuid::new_v4().simple());
     settings.auth.max_failures_per_ip = 1_000_000;
     dumont::startup::prepare_database(&settings).await.unwrap();
-    let boot = dumont::bootstrap::run(&settings, "Bench", "admin@bench.test", "correct horse battery", false).await.unwrap().unwrap();
+    let boot = dumont::bootstrap::run(&settings, "Bench", "admin@bench.test", "correct horse battery", false)
+        .await
+        .unwrap()
+        .unwrap();
 
     let app = dumont::startup::build(
         settings.clone(),
@@ -128,16 +131,27 @@ async fn run() {
 
     let bare_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let bare_port = bare_listener.local_addr().unwrap().port();
-    let bare = HttpServer::new(|| App::new().route("/bare", web::get().to(|| async { HttpResponse::Ok().json(json!({"ok": true})) })))
-        .workers(1)
-        .listen(bare_listener)
-        .unwrap()
-        .run();
+    let bare = HttpServer::new(|| {
+        App::new().route("/bare", web::get().to(|| async { HttpResponse::Ok().json(json!({"ok": true})) }))
+    })
+    .workers(1)
+    .listen(bare_listener)
+    .unwrap()
+    .run();
     actix_web::rt::spawn(bare);
 
     let client = reqwest::Client::new();
     let key = boot.api_key.clone();
-    let team: Value = client.post(format!("{base}/api/v1/teams")).bearer_auth(&key).json(&json!({"name": "Bench"})).send().await.unwrap().json().await.unwrap();
+    let team: Value = client
+        .post(format!("{base}/api/v1/teams"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "Bench"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let team_id = team["id"].as_str().unwrap().to_string();
     let login: Value = client
         .post(format!("{base}/api/v1/auth/login"))
@@ -149,7 +163,10 @@ async fn run() {
         .await
         .unwrap();
     let session = login["access_token"].as_str().unwrap().to_string();
-    println!("Dumont benchmarks ({} cores; wrk -t1 -c{CONNS} -d{SECS}s; servers with 1 worker)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "Dumont benchmarks ({} cores; wrk -t1 -c{CONNS} -d{SECS}s; servers with 1 worker)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
 
     // --- HTTP: bare vs authorized ---
     let team_url = format!("{base}/api/v1/teams/{team_id}");
@@ -169,7 +186,12 @@ async fn run() {
     let version: i64 = {
         let mut c = state.db.get().await.unwrap();
         use diesel::QueryDsl;
-        dumont::db::schema::orgs::table.find(boot.org_id).select(dumont::db::schema::orgs::authz_version).first(&mut c).await.unwrap()
+        dumont::db::schema::orgs::table
+            .find(boot.org_id)
+            .select(dumont::db::schema::orgs::authz_version)
+            .first(&mut c)
+            .await
+            .unwrap()
     };
     let n = 1_000_000;
     let t = Instant::now();
@@ -193,16 +215,27 @@ async fn run() {
     }
     println!("\nIn process");
     println!("  warm permission check (local cache hit + bit test)  {check_ns:>8.1} ns/check");
-    println!("  authenticate a session token (JWT + 1 Redis RTT)     p50 {:>6.1} us  p99 {:>6.1} us", auth_us[0].0, auth_us[0].1);
-    println!("  authenticate an API key (SHA-256 + 1 Redis RTT)      p50 {:>6.1} us  p99 {:>6.1} us", auth_us[1].0, auth_us[1].1);
+    println!(
+        "  authenticate a session token (JWT + 1 Redis RTT)     p50 {:>6.1} us  p99 {:>6.1} us",
+        auth_us[0].0, auth_us[0].1
+    );
+    println!(
+        "  authenticate an API key (SHA-256 + 1 Redis RTT)      p50 {:>6.1} us  p99 {:>6.1} us",
+        auth_us[1].0, auth_us[1].1
+    );
 
     // --- Audit: audited action, bulk ingestion, raw insert ---
     println!("\nAudit log (issue 5)");
     let script = std::env::temp_dir().join("dumont-bench-credit.lua");
     std::fs::write(&script, "wrk.method = \"POST\"\nwrk.body = '{\"amount\": \"1.00\", \"currency\": \"USD\"}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n").unwrap();
     let credit = wrk(&format!("{base}/api/v1/billing/credits"), Some(&key), script.to_str()).await;
-    println!("  audited API action (POST /billing/credits)   {:>9.0} records/s  p50 {:.2} ms  p99 {:.2} ms{}", credit.rps, credit.p50_ms, credit.p99_ms,
-        if credit.errors > 0 { format!(" ({} non-2xx!)", credit.errors) } else { String::new() });
+    println!(
+        "  audited API action (POST /billing/credits)   {:>9.0} records/s  p50 {:.2} ms  p99 {:.2} ms{}",
+        credit.rps,
+        credit.p50_ms,
+        credit.p99_ms,
+        if credit.errors > 0 { format!(" ({} non-2xx!)", credit.errors) } else { String::new() }
+    );
 
     let batch: Vec<Value> = (0..1000)
         .map(|i| json!({"type": "snapshot.created", "org_id": boot.org_id, "resource_id": format!("snap_{i}"), "data": {"size_gb": i}}))
@@ -211,7 +244,12 @@ async fn run() {
     let t = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let (client, url, token, body) = (client.clone(), format!("{internal}/internal/v1/events"), settings.internal.token.clone(), Value::Array(batch.clone()));
+        let (client, url, token, body) = (
+            client.clone(),
+            format!("{internal}/internal/v1/events"),
+            settings.internal.token.clone(),
+            Value::Array(batch.clone()),
+        );
         tasks.push(actix_web::rt::spawn(async move {
             for _ in 0..batches / 4 {
                 let r = client.post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
@@ -226,7 +264,10 @@ async fn run() {
 
     // The same table, the same columns, batches of 1000, no API, no chain lock.
     let (raw_org, _) = {
-        let b = dumont::bootstrap::run(&settings, "Raw", "admin@raw.test", "correct horse battery", false).await.unwrap().unwrap();
+        let b = dumont::bootstrap::run(&settings, "Raw", "admin@raw.test", "correct horse battery", false)
+            .await
+            .unwrap()
+            .unwrap();
         (b.org_id, b.api_key)
     };
     let mut conn = AsyncPgConnection::establish(&settings.database.url).await.unwrap();
@@ -247,14 +288,30 @@ async fn run() {
         .unwrap();
     }
     let raw_rps = raw_rows as f64 / t.elapsed().as_secs_f64();
-    println!("  bulk ingestion (internal, batches of 1000)   {ingest_rps:>9.0} records/s  {:>5.1}% of raw", 100.0 * ingest_rps / raw_rps);
+    println!(
+        "  bulk ingestion (internal, batches of 1000)   {ingest_rps:>9.0} records/s  {:>5.1}% of raw",
+        100.0 * ingest_rps / raw_rps
+    );
     println!("  raw batched INSERT (baseline, no chain)      {raw_rps:>9.0} records/s");
 
     // --- Query over 1,000,000 records ---
-    let big = dumont::bootstrap::run(&settings, "Big", "admin@big.test", "correct horse battery", false).await.unwrap().unwrap();
+    let big = dumont::bootstrap::run(&settings, "Big", "admin@big.test", "correct horse battery", false)
+        .await
+        .unwrap()
+        .unwrap();
     let t = Instant::now();
-    let actions = ["instance.create", "instance.start", "instance.stop", "instance.destroy", "team.create", "team.member.add",
-                   "billing.credit", "auth.login", "auth.logout", "api_key.create"];
+    let actions = [
+        "instance.create",
+        "instance.start",
+        "instance.stop",
+        "instance.destroy",
+        "team.create",
+        "team.member.add",
+        "billing.credit",
+        "auth.login",
+        "auth.logout",
+        "api_key.create",
+    ];
     let list = actions.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(",");
     for chunk in 0..10 {
         diesel::sql_query(format!(
@@ -276,7 +333,9 @@ async fn run() {
     let mut samples = Vec::new();
     for i in 0..300 {
         let day = 1 + i % 28;
-        let url = format!("{base}/api/v1/audit/logs?start_date=2026-01-{day:02}&end_date=2026-01-{day:02}&action=instance.create&limit=100");
+        let url = format!(
+            "{base}/api/v1/audit/logs?start_date=2026-01-{day:02}&end_date=2026-01-{day:02}&action=instance.create&limit=100"
+        );
         let t = Instant::now();
         let r = client.get(&url).bearer_auth(&big.api_key).send().await.unwrap();
         assert_eq!(r.status(), 200);

@@ -18,6 +18,25 @@ pub struct Settings {
     pub api_keys: ApiKeySettings,
     pub audit: AuditSettings,
     pub telemetry: TelemetrySettings,
+    pub secrets: SecretSettings,
+    pub webhooks: WebhookSettings,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct SecretSettings {
+    pub encryption_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    pub allow_private_targets: bool,
+    pub concurrency: usize,
+    pub poll_ms: u64,
+    pub lease_secs: i64,
+    pub connect_timeout_secs: u64,
+    pub timeout_secs: u64,
+    pub max_retry_after_secs: i64,
+    pub disable_after_failing_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +120,7 @@ redacted_debug!(DatabaseSettings, url);
 redacted_debug!(RedisSettings, url);
 redacted_debug!(InternalSettings, token);
 redacted_debug!(AuthSettings, jwt_secret);
+redacted_debug!(SecretSettings, encryption_keys);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -139,6 +159,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("server.trusted_proxies")
+                    .with_list_parse_key("secrets.encryption_keys")
                     .try_parsing(true),
             )
             .build()?
@@ -172,6 +193,9 @@ impl Settings {
         }
         if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
             return Err(invalid("redis.url", "must be a redis:// URL"));
+        }
+        if let Err(e) = crate::secrets::SecretBox::new(&self.secrets.encryption_keys) {
+            return Err(ConfigError::Invalid { setting: "secrets.encryption_keys", reason: e.to_string() });
         }
         if self.auth.min_password_length < 8 {
             return Err(invalid("auth.min_password_length", "must be at least 8"));

@@ -42,3 +42,37 @@ pub const PLATFORM_EVENTS: [(&str, &str); 4] = [
 pub fn platform_event(name: &str) -> Option<(&'static str, &'static str)> {
     PLATFORM_EVENTS.iter().copied().find(|(n, _)| *n == name)
 }
+
+/// Webhook event names (the seed's catalogue). Subscribing to `*` means all.
+pub const WEBHOOK_EVENTS: [&str; 8] = [
+    "instance.created",
+    "instance.started",
+    "instance.stopped",
+    "instance.failed",
+    "failover.started",
+    "failover.completed",
+    "snapshot.created",
+    "billing.low_balance",
+];
+/// Sent only by POST /api/v1/webhooks/{id}/test.
+pub const WEBHOOK_PING: &str = "webhook.ping";
+
+pub const WEBHOOK_CREATE: &str = "webhook.create";
+pub const WEBHOOK_UPDATE: &str = "webhook.update";
+pub const WEBHOOK_DELETE: &str = "webhook.delete";
+pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
+pub const WEBHOOK_ROTATE_SECRET: &str = "webhook.rotate_secret";
+
+/// The webhook event an audited action fans out as, if any.
+pub fn webhook_event_for(action: &str) -> Option<&'static str> {
+    match action {
+        INSTANCE_CREATE => Some("instance.created"),
+        INSTANCE_START => Some("instance.started"),
+        INSTANCE_STOP => Some("instance.stopped"),
+        INSTANCE_FAILED => Some("instance.failed"),
+        FAILOVER_STARTED => Some("failover.started"),
+        FAILOVER_COMPLETED => Some("failover.completed"),
+        SNAPSHOT_CREATED => Some("snapshot.created"),
+        _ => None,
+    }
+}

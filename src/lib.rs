@@ -14,6 +14,8 @@ pub mod events;
 pub mod instances;
 pub mod ops;
 pub mod rbac;
+pub mod secrets;
 pub mod startup;
 pub mod telemetry;
 pub mod users;
+pub mod webhooks;

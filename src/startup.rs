@@ -31,6 +31,8 @@ use crate::ops::metrics::Metrics;
 use crate::rbac::actor::{RbacActor, RetryAnnounce};
 use crate::rbac::authorizer::Authorizer;
 use crate::rbac::route_table::RouteTable;
+use crate::secrets::SecretBox;
+use crate::webhooks::actor::{Kick, WebhookActor};
 
 /// Shared by every handler (as `web::Data<AppState>`).
 pub struct AppState {
@@ -42,6 +44,8 @@ pub struct AppState {
     pub rbac: Addr<RbacActor>,
     pub api_keys: Addr<ApiKeyActor>,
     pub audit: Addr<AuditActor>,
+    pub webhooks: Addr<WebhookActor>,
+    pub secrets: Arc<SecretBox>,
     pub keys: Arc<KeyStore>,
     pub tokens: TokenKeys,
     pub limiter: LoginLimiter,
@@ -53,6 +57,12 @@ pub struct AppState {
 impl AppState {
     pub async fn conn(&self) -> ApiResult<DbConn> {
         Ok(self.db.get().await?)
+    }
+
+    /// After a commit that enqueued webhook deliveries: start them now
+    /// rather than at the next poll.
+    pub fn kick_webhooks(&self) {
+        self.webhooks.do_send(Kick);
     }
 
     /// After a commit that bumped `org`'s authorization version: publish it
@@ -93,7 +103,7 @@ impl utoipa::Modify for BearerScheme {
 /// document, so a route cannot exist without its documentation and its
 /// declared permission.
 pub fn public_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    use crate::{api_keys, audit, auth, billing, instances, ops, rbac, users};
+    use crate::{api_keys, audit, auth, billing, instances, ops, rbac, users, webhooks};
     cfg.service(ops::routes::healthz).service(ops::routes::readyz).service(
         utoipa_actix_web::scope("/api/v1")
             .service(ops::routes::openapi)
@@ -135,7 +145,16 @@ pub fn public_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
             .service(api_keys::routes::revoke_key)
             .service(audit::routes::logs)
             .service(audit::routes::verify_chain)
-            .service(audit::routes::export),
+            .service(audit::routes::export)
+            .service(webhooks::routes::create_webhook)
+            .service(webhooks::routes::list_webhooks)
+            .service(webhooks::routes::get_webhook)
+            .service(webhooks::routes::update_webhook)
+            .service(webhooks::routes::delete_webhook)
+            .service(webhooks::routes::list_deliveries)
+            .service(webhooks::routes::test_webhook)
+            .service(webhooks::routes::retry_delivery)
+            .service(webhooks::routes::rotate_secret),
     );
 }
 
@@ -264,6 +283,15 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<web
     .start();
     let audit =
         AuditActor { db: pool.clone(), clock: clock.clone(), retention_days: settings.audit.retention_days }.start();
+    let secrets = Arc::new(SecretBox::new(&settings.secrets.encryption_keys)?);
+    let webhooks = WebhookActor::new(
+        pool.clone(),
+        crate::webhooks::delivery::client(&settings.webhooks)?,
+        secrets.clone(),
+        settings.webhooks.clone(),
+        clock.clone(),
+    )
+    .start();
     let doc = openapi();
     let openapi_value = serde_json::to_value(&doc)?;
     let routes = RouteTable::from_openapi(&openapi_value).map_err(|e| anyhow::anyhow!("route table: {e}"))?;
@@ -283,6 +311,8 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<web
         rbac,
         api_keys,
         audit,
+        webhooks,
+        secrets,
         keys,
         routes,
         openapi_json: serde_json::to_string(&openapi_value)?,

@@ -13,6 +13,7 @@ use crate::db::schema::{instances, orgs};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{self, platform_event};
 use crate::startup::AppState;
+use crate::webhooks::outbox;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,8 +90,23 @@ pub async fn ingest(state: web::Data<AppState>, body: web::Json<OneOrMany>) -> A
                         .await?;
                 }
             }
+            // The same events, fanned out to webhook subscribers.
+            let mut subs: std::collections::HashMap<Uuid, Vec<(Uuid, Vec<String>)>> = Default::default();
+            for (e, raw) in entries.iter().zip(&events) {
+                let Some(kind) = events::webhook_event_for(e.action) else { continue };
+                if let std::collections::hash_map::Entry::Vacant(slot) = subs.entry(e.org_id) {
+                    slot.insert(outbox::subscribers(c, e.org_id).await?);
+                }
+                let mut data = serde_json::json!({"resource_id": raw.resource_id});
+                if let (Some(d), serde_json::Value::Object(m)) = (raw.data.as_object(), &mut data) {
+                    m.extend(d.clone());
+                }
+                let key = format!("{}:{}", e.resource_type, raw.resource_id);
+                outbox::enqueue_for(c, e.org_id, &subs[&e.org_id], kind, &key, data, now).await?;
+            }
             append_many(c, &entries).await
         })
         .await?;
+    state.kick_webhooks();
     Ok(HttpResponse::Created().json(serde_json::json!({"recorded": ids.len(), "ids": ids})))
 }

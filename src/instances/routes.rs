@@ -17,6 +17,7 @@ use crate::events;
 use crate::rbac::effective::TeamFilter;
 use crate::rbac::permission::{Action, Permission, Resource};
 use crate::startup::AppState;
+use crate::webhooks::outbox;
 
 const fn perm(a: Action) -> Permission {
     Permission::new(Resource::Instances, a)
@@ -106,9 +107,12 @@ pub async fn create_instance(
                 .await?;
             let meta = serde_json::json!({"name": name, "gpu_type": gpu_type, "gpu_count": body.gpu_count, "team_id": body.team_id});
             audit::append(c, &principal.audit(&client, now, events::INSTANCE_CREATE, "instance", id, meta)).await?;
+            let data = serde_json::to_value(&inst).unwrap_or_default();
+            outbox::enqueue(c, org, "instance.created", &format!("instance:{id}"), data, now).await?;
             Ok::<_, ApiError>(inst)
         })
         .await?;
+    state.kick_webhooks();
     Ok(HttpResponse::Created().json(inst))
 }
 
@@ -186,9 +190,14 @@ async fn transition(
             .await?;
         let meta = serde_json::json!({"before": {"state": cur}, "after": {"state": to}, "team_id": inst.team_id});
         audit::append(c, &principal.audit(client, now, action, "instance", id, meta)).await?;
+        if let Some(kind) = events::webhook_event_for(action) {
+            let data = serde_json::to_value(&inst).unwrap_or_default();
+            outbox::enqueue(c, inst.org_id, kind, &format!("instance:{id}"), data, now).await?;
+        }
         Ok::<_, ApiError>(inst)
     })
     .await
+    .inspect(|_| state.kick_webhooks())
 }
 
 /// Starts a stopped or failed instance.

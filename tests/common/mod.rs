@@ -128,6 +128,13 @@ impl TestApp {
         start(self.settings.clone(), self.org_id, self.admin_id, self.admin_email.clone(), self.admin_key.clone()).await
     }
 
+    /// A replica with adjusted settings (e.g. one that does not deliver webhooks).
+    pub async fn replica_with(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings.clone();
+        tweak(&mut settings);
+        start(settings, self.org_id, self.admin_id, self.admin_email.clone(), self.admin_key.clone()).await
+    }
+
     /// Another organization in the same database, with its own admin key.
     pub async fn other_org(&self, name: &str) -> (Uuid, String) {
         let email = format!("admin@{}.test", name.to_lowercase());

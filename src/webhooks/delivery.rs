@@ -1,0 +1,297 @@
+//! One delivery attempt: claim (a lease, `FOR UPDATE SKIP LOCKED`), send
+//! (no database connection held), record the outcome.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schedule::next_delay_secs;
+use super::signature;
+use super::ssrf;
+use crate::audit::{self, AuditEntry};
+use crate::config::WebhookSettings;
+use crate::db::schema::{webhook_attempts, webhook_deliveries, webhook_endpoints};
+use crate::events;
+use crate::secrets::SecretBox;
+
+#[derive(Debug, QueryableByName)]
+pub struct Claimed {
+    #[diesel(sql_type = SqlUuid)]
+    pub delivery_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub endpoint_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub org_id: Uuid,
+    #[diesel(sql_type = Int4)]
+    pub attempts: i32,
+    #[diesel(sql_type = Text)]
+    pub url: String,
+    #[diesel(sql_type = Bytea)]
+    pub secret_enc: Vec<u8>,
+    #[diesel(sql_type = Nullable<Bytea>)]
+    pub previous_secret_enc: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub previous_expires_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Jsonb)]
+    pub payload: serde_json::Value,
+}
+
+/// Leases up to `n` due deliveries. A delivery waits while an older one for
+/// the same endpoint and resource is pending (ordering); one leased by a
+/// worker that died becomes due again when its lease lapses.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    lease_secs: i64,
+    n: i64,
+) -> QueryResult<Vec<Claimed>> {
+    diesel::sql_query(
+        "WITH due AS (
+            SELECT d.id FROM webhook_deliveries d
+             WHERE d.state = 'pending' AND d.next_attempt_at <= $1
+               AND (d.lease_until IS NULL OR d.lease_until < $1)
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o
+                                WHERE o.endpoint_id = d.endpoint_id AND o.ordering_key = d.ordering_key
+                                  AND o.state = 'pending' AND o.seq < d.seq)
+             ORDER BY d.next_attempt_at, d.seq
+             LIMIT $3
+             FOR UPDATE SKIP LOCKED)
+         UPDATE webhook_deliveries d
+            SET lease_until = $1 + make_interval(secs => $2), attempts = d.attempts + 1
+           FROM due, webhook_events e, webhook_endpoints w
+          WHERE d.id = due.id AND e.id = d.event_id AND w.id = d.endpoint_id AND w.enabled
+         RETURNING d.id AS delivery_id, d.endpoint_id, d.org_id, d.attempts, w.url, w.secret_enc,
+                   w.previous_secret_enc, w.previous_expires_at, e.payload",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<BigInt, _>(lease_secs)
+    .bind::<BigInt, _>(n)
+    .load(conn)
+    .await
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: i32,
+    pub retry_after: Option<i64>,
+}
+
+impl Outcome {
+    fn failed(error: String, started: Instant) -> Outcome {
+        Outcome {
+            status: None,
+            error: Some(error),
+            latency_ms: started.elapsed().as_millis() as i32,
+            retry_after: None,
+        }
+    }
+}
+
+/// The HTTP client for deliveries: no redirects, the configured timeouts,
+/// and (unless private targets are allowed) a resolver that only answers
+/// with public addresses.
+pub fn client(s: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(s.connect_timeout_secs))
+        .timeout(Duration::from_secs(s.timeout_secs))
+        .user_agent("Dumont-Webhooks/1.0");
+    if !s.allow_private_targets {
+        b = b.https_only(true).dns_resolver(std::sync::Arc::new(ssrf::PublicOnlyResolver));
+    }
+    Ok(b.build()?)
+}
+
+/// The `webhook-signature` header: the current secret's signature, plus the
+/// previous secret's while a rotation's grace period lasts.
+pub fn signature_header(
+    secrets: &SecretBox,
+    c: &Claimed,
+    id: &str,
+    ts: i64,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let current = String::from_utf8(secrets.open(&c.secret_enc)?).ok()?;
+    let mut sigs = vec![signature::sign(&signature::key_of(&current)?, id, ts, body)];
+    if let (Some(prev), Some(until)) = (&c.previous_secret_enc, c.previous_expires_at)
+        && until > now
+        && let Some(p) = secrets.open(prev).and_then(|p| String::from_utf8(p).ok())
+        && let Some(key) = signature::key_of(&p)
+    {
+        sigs.push(signature::sign(&key, id, ts, body));
+    }
+    Some(sigs.join(" "))
+}
+
+pub async fn send(
+    client: &reqwest::Client,
+    secrets: &SecretBox,
+    allow_private: bool,
+    c: &Claimed,
+    now: DateTime<Utc>,
+) -> Outcome {
+    let started = Instant::now();
+    let Ok(url) = url::Url::parse(&c.url) else {
+        return Outcome::failed("malformed URL".into(), started);
+    };
+    if !allow_private && !ssrf::literal_host_allowed(&url) {
+        return Outcome::failed("target address is not public".into(), started);
+    }
+    let id = c.payload["id"].as_str().unwrap_or_default().to_string();
+    let body = serde_json::to_vec(&c.payload).unwrap_or_default();
+    let ts = now.timestamp();
+    let Some(sig) = signature_header(secrets, c, &id, ts, &body, now) else {
+        return Outcome::failed("signing secret cannot be decrypted with the configured keys".into(), started);
+    };
+    let res = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(body)
+        .send()
+        .await;
+    match res {
+        Ok(r) => {
+            let retry_after =
+                r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+            Outcome {
+                status: Some(r.status().as_u16()),
+                error: None,
+                latency_ms: started.elapsed().as_millis() as i32,
+                retry_after,
+            }
+        }
+        Err(e) => Outcome::failed(error_text(&e), started),
+    }
+}
+
+fn error_text(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    // The source chain says why (refused, DNS, TLS) without the URL's query.
+    let mut detail = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+}
+
+/// Writes the attempt and moves the delivery (and its endpoint) on.
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    c: &Claimed,
+    o: &Outcome,
+    now: DateTime<Utc>,
+    s: &WebhookSettings,
+) -> QueryResult<()> {
+    let success = o.status.is_some_and(|st| (200..300).contains(&st));
+    let gone = o.status == Some(410);
+    conn.transaction(async |t| {
+        diesel::insert_into(webhook_attempts::table)
+            .values((
+                webhook_attempts::id.eq(Uuid::now_v7()),
+                webhook_attempts::delivery_id.eq(c.delivery_id),
+                webhook_attempts::attempted_at.eq(now),
+                webhook_attempts::status_code.eq(o.status.map(i32::from)),
+                webhook_attempts::latency_ms.eq(o.latency_ms),
+                webhook_attempts::error.eq(&o.error),
+            ))
+            .execute(t)
+            .await?;
+        let target = webhook_deliveries::table.find(c.delivery_id);
+        let last = (
+            webhook_deliveries::last_status.eq(o.status.map(i32::from)),
+            webhook_deliveries::last_error.eq(&o.error),
+            webhook_deliveries::lease_until.eq(None::<DateTime<Utc>>),
+        );
+        if success {
+            diesel::update(target)
+                .set((webhook_deliveries::state.eq("succeeded"), webhook_deliveries::completed_at.eq(now), last))
+                .execute(t)
+                .await?;
+            diesel::update(webhook_endpoints::table.find(c.endpoint_id))
+                .set(webhook_endpoints::failing_since.eq(None::<DateTime<Utc>>))
+                .execute(t)
+                .await?;
+            return Ok(());
+        }
+        let delay = if gone { None } else { next_delay_secs(c.attempts, o.retry_after, s.max_retry_after_secs) };
+        match delay {
+            Some(d) => {
+                diesel::update(target)
+                    .set((webhook_deliveries::next_attempt_at.eq(now + chrono::Duration::seconds(d)), last))
+                    .execute(t)
+                    .await?
+            }
+            None => {
+                diesel::update(target)
+                    .set((webhook_deliveries::state.eq("failed"), webhook_deliveries::completed_at.eq(now), last))
+                    .execute(t)
+                    .await?
+            }
+        };
+        let (failing_since, enabled): (Option<DateTime<Utc>>, bool) =
+            diesel::update(webhook_endpoints::table.find(c.endpoint_id))
+                .set(
+                    webhook_endpoints::failing_since.eq(diesel::dsl::sql::<Nullable<Timestamptz>>(
+                        "coalesce(failing_since, ",
+                    )
+                    .bind::<Timestamptz, _>(now)
+                    .sql(")")),
+                )
+                .returning((webhook_endpoints::failing_since, webhook_endpoints::enabled))
+                .get_result(t)
+                .await?;
+        let failing_too_long = failing_since.is_some_and(|f| (now - f).num_seconds() >= s.disable_after_failing_secs);
+        if enabled && (gone || failing_too_long) {
+            let reason = if gone {
+                "the endpoint answered 410 Gone".to_string()
+            } else {
+                format!("deliveries failed for {} days in a row", s.disable_after_failing_secs / 86400)
+            };
+            diesel::update(webhook_endpoints::table.find(c.endpoint_id))
+                .set((
+                    webhook_endpoints::enabled.eq(false),
+                    webhook_endpoints::disabled_reason.eq(&reason),
+                    webhook_endpoints::updated_at.eq(now),
+                ))
+                .execute(t)
+                .await?;
+            audit::append(
+                t,
+                &AuditEntry {
+                    org_id: c.org_id,
+                    user_id: None,
+                    user_email: None,
+                    action: events::WEBHOOK_DISABLED,
+                    resource_type: "webhook",
+                    resource_id: Some(c.endpoint_id.to_string()),
+                    ip_address: None,
+                    user_agent: Some("webhook worker".into()),
+                    metadata: serde_json::json!({"reason": reason, "status": o.status}),
+                    at: now,
+                },
+            )
+            .await?;
+            tracing::warn!(endpoint = %c.endpoint_id, %reason, "webhook endpoint disabled");
+        }
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,459 @@
+//! Webhooks against a local receiver; signatures checked with the Standard
+//! Webhooks reference library (Python, installed by scripts/test-deps.sh).
+
+mod common;
+
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use common::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug)]
+struct Received {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+    /// Responses to give, in order (status, Retry-After); then 200.
+    script: Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let r = Receiver::default();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shared = r.clone();
+        let server = HttpServer::new(move || {
+            let shared = shared.clone();
+            App::new().route(
+                "/hook",
+                web::post().to(move |req: HttpRequest, body: web::Bytes| {
+                    let shared = shared.clone();
+                    async move {
+                        let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                        shared.got.lock().unwrap().push(Received {
+                            id: h("webhook-id"),
+                            timestamp: h("webhook-timestamp"),
+                            signature: h("webhook-signature"),
+                            body: String::from_utf8_lossy(&body).into_owned(),
+                        });
+                        let next = shared.script.lock().unwrap().pop_front();
+                        let (status, retry_after) = next.unwrap_or((200, None));
+                        let mut res = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+                        if let Some(r) = retry_after {
+                            res.insert_header(("retry-after", r));
+                        }
+                        res.finish()
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_web::rt::spawn(server);
+        Receiver { url: format!("http://127.0.0.1:{port}/hook"), ..r }
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn respond(&self, list: &[(u16, Option<&'static str>)]) {
+        self.script.lock().unwrap().extend(list.iter().copied());
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<Received> {
+        for _ in 0..200 {
+            if self.got().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.got()
+    }
+}
+
+fn body_of(r: &Received) -> Value {
+    serde_json::from_str(&r.body).unwrap()
+}
+
+/// Verifies deliveries with the reference library; panics with its output if any fails.
+fn verify_with_reference_library(secret: &str, received: &[Received]) {
+    let items: Vec<Value> = received
+        .iter()
+        .map(|r| json!({"secret": secret, "id": r.id, "timestamp": r.timestamp, "signature": r.signature, "body": r.body}))
+        .collect();
+    let file = std::env::temp_dir().join(format!("dumont-wh-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, serde_json::to_vec(&items).unwrap()).unwrap();
+    let out =
+        std::process::Command::new("python3").arg("tests/fixtures/verify_webhooks.py").arg(&file).output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "reference library refused: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim(), format!("verified {}", received.len()));
+}
+
+async fn endpoint(app: &TestApp, url: &str, events: Value, secret: Option<&str>) -> (String, Option<String>) {
+    let mut body = json!({"url": url, "events": events});
+    if let Some(s) = secret {
+        body["secret"] = json!(s);
+    }
+    let r = app.post("/api/v1/webhooks", &app.admin_key, body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    (r.body["id"].as_str().unwrap().to_string(), r.body["secret"].as_str().map(str::to_string))
+}
+
+async fn instance(app: &TestApp) -> String {
+    let team = app.team(&format!("T{}", uuid::Uuid::new_v4().simple())).await;
+    let r = app
+        .post(
+            "/api/v1/instances",
+            &app.admin_key,
+            json!({"name": "i", "gpu_type": "A100", "gpu_count": 1, "team_id": team}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+async fn platform(app: &TestApp, kind: &str, resource: &str) {
+    let r = app
+        .client
+        .post(format!("{}/internal/v1/events", app.internal_addr))
+        .bearer_auth(&app.settings.internal.token)
+        .json(&json!({"type": kind, "org_id": app.org_id, "resource_id": resource, "data": {"region": "br-sp"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+#[actix_web::test]
+async fn registration_checks_input_and_never_returns_the_secret_again() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    let (id, secret) = endpoint(&app, &rx.url, json!(["instance.failed", "failover.completed"]), None).await;
+    let secret = secret.expect("a generated secret is returned once");
+    assert!(secret.starts_with("whsec_"));
+    let one = app.get(&format!("/api/v1/webhooks/{id}"), &app.admin_key).await;
+    assert_eq!(one.body["enabled"], true);
+    assert!(!one.text.contains(&secret) && !app.get("/api/v1/webhooks", &app.admin_key).await.text.contains(&secret));
+    let (_, given) = endpoint(&app, &rx.url, json!(["*"]), Some("your-signing-secret")).await;
+    assert_eq!(given, None, "a secret you gave is not echoed");
+    for (body, field) in [
+        (json!({"url": rx.url, "events": ["instance.exploded"]}), "events[0]"),
+        (json!({"url": rx.url, "events": []}), "events"),
+        (json!({"url": "not a url", "events": ["*"]}), "url"),
+        (json!({"url": "ftp://x.test/h", "events": ["*"]}), "url"),
+        (json!({"url": rx.url, "events": ["*"], "secret": "short"}), "secret"),
+        (json!({"url": rx.url, "events": ["*"], "secret": "whsec_!!!!!!!!!!!!!!!!"}), "secret"),
+    ] {
+        let r = app.post("/api/v1/webhooks", &app.admin_key, body).await;
+        assert_problem(&r, 422);
+        assert_eq!(r.body["field"], field);
+    }
+    assert_eq!(app.get("/api/v1/webhooks", &app.admin_key).await.body.as_array().unwrap().len(), 2);
+    let off = app.patch(&format!("/api/v1/webhooks/{id}"), &app.admin_key, json!({"enabled": false})).await;
+    assert_eq!(off.body["enabled"], false);
+    let team = app.team("T").await;
+    let (_, dev) = app.member("d@acme.test", team, "developer").await;
+    assert_problem(&app.post("/api/v1/webhooks", &dev, json!({"url": rx.url, "events": ["*"]})).await, 403);
+    assert_eq!(app.delete(&format!("/api/v1/webhooks/{id}"), &app.admin_key).await.status, 204);
+    for a in ["webhook.create", "webhook.update", "webhook.delete"] {
+        assert!(!app.audit_actions(a).await.is_empty(), "{a}");
+    }
+}
+
+#[actix_web::test]
+async fn subscribed_events_arrive_signed_and_the_reference_library_accepts_them() {
+    let app = spawn_app().await;
+    let (rx_all, rx_failed) = (Receiver::start().await, Receiver::start().await);
+    let (_, generated) = endpoint(&app, &rx_all.url, json!(["*"]), None).await;
+    endpoint(&app, &rx_failed.url, json!(["instance.failed"]), Some("your-signing-secret")).await;
+    let inst = instance(&app).await;
+    app.post(&format!("/api/v1/instances/{inst}/stop"), &app.admin_key, json!({})).await;
+    app.post(&format!("/api/v1/instances/{inst}/start"), &app.admin_key, json!({})).await;
+    platform(&app, "instance.failed", &inst).await;
+    platform(&app, "snapshot.created", "snap_1").await;
+    let all = rx_all.wait_for(5).await;
+    let types: Vec<String> = all.iter().map(|r| body_of(r)["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        types,
+        ["instance.created", "instance.stopped", "instance.started", "instance.failed", "snapshot.created"]
+    );
+    let first = body_of(&all[0]);
+    assert_eq!(first["org_id"], app.org_id.to_string());
+    assert_eq!(first["data"]["id"], inst.as_str());
+    assert_eq!(first["id"], all[0].id.as_str(), "payload id is the webhook-id");
+    assert!(all.iter().all(|r| r.signature.starts_with("v1,")));
+    verify_with_reference_library(&generated.unwrap(), &all);
+    let failed = rx_failed.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx_failed.got().len(), 1, "only the subscribed event");
+    assert_eq!(body_of(&failed[0])["type"], "instance.failed");
+    assert_eq!(body_of(&failed[0])["data"]["region"], "br-sp");
+    verify_with_reference_library("your-signing-secret", &failed);
+    // A forged body does not verify.
+    let mut forged = failed[0].clone();
+    forged.body = forged.body.replace("br-sp", "us-east");
+    let items = json!([{"secret": "your-signing-secret", "id": forged.id, "timestamp": forged.timestamp, "signature": forged.signature, "body": forged.body}]);
+    let file = std::env::temp_dir().join(format!("dumont-forged-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, items.to_string()).unwrap();
+    let out =
+        std::process::Command::new("python3").arg("tests/fixtures/verify_webhooks.py").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[actix_web::test]
+async fn a_failed_attempt_is_retried_with_the_same_id_and_the_log_shows_it() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    rx.respond(&[(500, None)]);
+    let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
+    instance(&app).await;
+    rx.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rx.got().len(), 1, "not retried before its time");
+    app.state.clock.advance(10);
+    let got = rx.wait_for(2).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].id, got[1].id);
+    assert_eq!(got[0].body, got[1].body);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = app.get(&format!("/api/v1/webhooks/{ep}/deliveries"), &app.admin_key).await;
+    let d = &log.body[0];
+    assert_eq!(d["state"], "succeeded", "{}", log.text);
+    assert_eq!(d["attempts"], 2);
+    assert_eq!(d["attempt_log"][0]["status_code"], 500);
+    assert_eq!(d["attempt_log"][1]["status_code"], 200);
+    // Replay a delivered one: same id again.
+    let r = app
+        .post(&format!("/api/v1/webhooks/deliveries/{}/retry", d["id"].as_str().unwrap()), &app.admin_key, json!({}))
+        .await;
+    assert_eq!(r.status, 202);
+    let got = rx.wait_for(3).await;
+    assert_eq!(got[2].id, got[0].id);
+}
+
+#[actix_web::test]
+async fn retry_after_is_honoured() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    rx.respond(&[(429, Some("120"))]);
+    let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
+    instance(&app).await;
+    rx.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    app.state.clock.advance(60);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.got().len(), 1, "the 5 s schedule gives way to Retry-After: 120");
+    let log = app.get(&format!("/api/v1/webhooks/{ep}/deliveries"), &app.admin_key).await;
+    let next = chrono::DateTime::parse_from_rfc3339(log.body[0]["next_attempt_at"].as_str().unwrap()).unwrap();
+    let tried =
+        chrono::DateTime::parse_from_rfc3339(log.body[0]["attempt_log"][0]["attempted_at"].as_str().unwrap()).unwrap();
+    assert!((next - tried).num_seconds() >= 119, "{}", log.text);
+    app.state.clock.advance(61);
+    assert_eq!(rx.wait_for(2).await.len(), 2);
+}
+
+#[actix_web::test]
+async fn gone_disables_the_endpoint_and_is_audited() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    rx.respond(&[(410, None)]);
+    let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
+    instance(&app).await;
+    rx.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = app.get(&format!("/api/v1/webhooks/{ep}"), &app.admin_key).await;
+    assert_eq!(e.body["enabled"], false, "{}", e.text);
+    assert!(e.body["disabled_reason"].as_str().unwrap().contains("410"));
+    assert_eq!(app.audit_actions("webhook.disabled").await.len(), 1);
+    instance(&app).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.got().len(), 1, "a disabled endpoint gets nothing");
+}
+
+#[actix_web::test]
+async fn an_endpoint_failing_for_five_days_is_disabled() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    rx.respond(&[(500, None), (500, None), (500, None)]);
+    let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
+    instance(&app).await;
+    rx.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    app.state.clock.advance(6 * 86400);
+    rx.wait_for(2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = app.get(&format!("/api/v1/webhooks/{ep}"), &app.admin_key).await;
+    assert_eq!(e.body["enabled"], false, "{}", e.text);
+    assert!(e.body["disabled_reason"].as_str().unwrap().contains("5 days"));
+    assert_eq!(app.audit_actions("webhook.disabled").await.len(), 1);
+}
+
+#[actix_web::test]
+async fn events_about_one_resource_arrive_in_order() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    rx.respond(&[(503, None)]);
+    endpoint(&app, &rx.url, json!(["*"]), None).await;
+    let inst = instance(&app).await;
+    rx.wait_for(1).await;
+    // The stop happens while "created" is still failing: it must wait.
+    app.post(&format!("/api/v1/instances/{inst}/stop"), &app.admin_key, json!({})).await;
+    platform(&app, "snapshot.created", "snap_other").await;
+    rx.wait_for(2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let types: Vec<String> = rx.got().iter().map(|r| body_of(r)["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(types, ["instance.created", "snapshot.created"], "another resource is not held up");
+    app.state.clock.advance(10);
+    let got = rx.wait_for(4).await;
+    let types: Vec<String> = got.iter().map(|r| body_of(r)["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(types, ["instance.created", "snapshot.created", "instance.created", "instance.stopped"]);
+}
+
+#[actix_web::test]
+async fn two_replicas_deliver_each_event_once() {
+    let app = spawn_app().await;
+    let other = app.replica().await;
+    let rx = Receiver::start().await;
+    endpoint(&app, &rx.url, json!(["snapshot.created"]), None).await;
+    let batch: Vec<Value> = (0..40)
+        .map(|n| json!({"type": "snapshot.created", "org_id": app.org_id, "resource_id": format!("snap_{n}")}))
+        .collect();
+    for half in batch.chunks(20) {
+        for target in [&app, &other] {
+            let r = target
+                .client
+                .post(format!("{}/internal/v1/events", target.internal_addr))
+                .bearer_auth(&target.settings.internal.token)
+                .json(&half[..10].to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            let r = target
+                .client
+                .post(format!("{}/internal/v1/events", target.internal_addr))
+                .bearer_auth(&target.settings.internal.token)
+                .json(&half[10..].to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+    }
+    let got = rx.wait_for(80).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got_after = rx.got();
+    assert_eq!(got.len(), got_after.len());
+    let ids: std::collections::HashSet<&str> = got_after.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(got_after.len(), 80, "each of the 80 events once");
+    assert_eq!(ids.len(), 80);
+}
+
+#[actix_web::test]
+async fn a_worker_that_dies_mid_delivery_leaves_it_to_another_after_the_lease() {
+    // This replica never delivers: it stands for a worker that claimed and died.
+    let app = spawn_app_with(|s| s.webhooks.concurrency = 0).await;
+    let rx = Receiver::start().await;
+    endpoint(&app, &rx.url, json!(["*"]), None).await;
+    instance(&app).await;
+    let mut conn = app.db().await;
+    let claimed = dumont::webhooks::delivery::claim(&mut conn, app.state.clock.now(), 60, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let survivor = app.replica_with(|s| s.webhooks.concurrency = 4).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(rx.got().is_empty(), "leased to the dead worker");
+    survivor.state.clock.advance(61);
+    let got = rx.wait_for(1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(body_of(&got[0])["type"], "instance.created");
+}
+
+#[actix_web::test]
+async fn rotation_signs_with_both_secrets_for_a_day() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    let (ep, old) = endpoint(&app, &rx.url, json!(["*"]), None).await;
+    let r = app.post(&format!("/api/v1/webhooks/{ep}/rotate-secret"), &app.admin_key, json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let new = r.body["secret"].as_str().unwrap().to_string();
+    assert_ne!(Some(new.clone()), old);
+    let r = app.post(&format!("/api/v1/webhooks/{ep}/test"), &app.admin_key, json!({})).await;
+    assert_eq!(r.status, 202);
+    let got = rx.wait_for(1).await;
+    assert_eq!(body_of(&got[0])["type"], "webhook.ping");
+    assert_eq!(got[0].signature.split(' ').count(), 2, "{}", got[0].signature);
+    verify_with_reference_library(&new, &got);
+    verify_with_reference_library(old.as_deref().unwrap(), &got);
+    assert_eq!(app.audit_actions("webhook.rotate_secret").await.len(), 1);
+    // After 24 hours only the new secret signs.
+    app.state.clock.advance(86401);
+    app.post(&format!("/api/v1/webhooks/{ep}/test"), &app.admin_key, json!({})).await;
+    let got = rx.wait_for(2).await;
+    assert_eq!(got[1].signature.split(' ').count(), 1);
+}
+
+#[actix_web::test]
+async fn ssrf_targets_are_refused_at_registration_and_at_delivery() {
+    let app = spawn_app_with(|s| s.webhooks.allow_private_targets = false).await;
+    for url in [
+        "http://example.com/hook",
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://10.0.0.1/hook",
+        "https://172.16.5.4/hook",
+        "https://192.168.0.1/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://100.64.0.1/hook",
+        "https://0.0.0.0/hook",
+        "https://224.0.0.1/hook",
+        "https://[::1]/hook",
+        "https://[fe80::1]/hook",
+        "https://[fd00:ec2::254]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://[::ffff:169.254.169.254]/hook",
+        "https://[64:ff9b::a9fe:a9fe]/hook",
+        "https://[ff02::1]/hook",
+    ] {
+        let r = app.post("/api/v1/webhooks", &app.admin_key, json!({"url": url, "events": ["*"]})).await;
+        assert_problem(&r, 422);
+        assert_eq!(r.body["field"], "url", "{url}");
+    }
+    assert_eq!(app.get("/api/v1/webhooks", &app.admin_key).await.body, json!([]));
+    // An endpoint that slipped into the table is still refused when dialled.
+    let rx = Receiver::start().await;
+    let sealed = app.state.secrets.seal(b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let mut conn = app.db().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("INSERT INTO webhook_endpoints (id, org_id, url, events, secret_enc) VALUES (gen_random_uuid(), $1, $2, ARRAY['*'], $3)")
+            .bind::<diesel::sql_types::Uuid, _>(app.org_id)
+            .bind::<diesel::sql_types::Text, _>(rx.url.replace("http://", "https://"))
+            .bind::<diesel::sql_types::Bytea, _>(sealed),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    instance(&app).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(rx.got().is_empty());
+    let list = app.get("/api/v1/webhooks", &app.admin_key).await;
+    let ep = list.body[0]["id"].as_str().unwrap();
+    let log = app.get(&format!("/api/v1/webhooks/{ep}/deliveries"), &app.admin_key).await;
+    assert!(log.body[0]["last_error"].as_str().unwrap().contains("not public"), "{}", log.text);
+}

@@ -20,12 +20,15 @@ struct Received {
     body: String,
 }
 
+/// A response to give: status and Retry-After.
+type Scripted = (u16, Option<&'static str>);
+
 #[derive(Clone, Default)]
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
     /// Responses to give, in order (status, Retry-After); then 200.
-    script: Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>,
+    script: Arc<Mutex<VecDeque<Scripted>>>,
 }
 
 impl Receiver {
@@ -71,7 +74,7 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 
-    fn respond(&self, list: &[(u16, Option<&'static str>)]) {
+    fn respond(&self, list: &[Scripted]) {
         self.script.lock().unwrap().extend(list.iter().copied());
     }
 

@@ -18,9 +18,14 @@ pub enum ApiError {
     #[error("{detail}")]
     Forbidden { detail: String, missing_permission: Option<String> },
     #[error("{0}")]
+    PaymentRequired(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// 409 with the quantity still free, so a client can retry with less.
+    #[error("{detail}")]
+    NoCapacity { detail: String, available: i64 },
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
@@ -65,8 +70,9 @@ impl ApiError {
             ApiError::Invalid { .. } => "Unprocessable Entity",
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::Forbidden { .. } => "Forbidden",
+            ApiError::PaymentRequired(_) => "Payment Required",
             ApiError::NotFound(_) => "Not Found",
-            ApiError::Conflict(_) => "Conflict",
+            ApiError::Conflict(_) | ApiError::NoCapacity { .. } => "Conflict",
             ApiError::TooManyRequests { .. } => "Too Many Requests",
             ApiError::Unavailable(_) => "Service Unavailable",
             ApiError::Internal(_) => "Internal Server Error",
@@ -85,6 +91,8 @@ struct Problem<'a> {
     field: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     missing_permission: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    available: Option<i64>,
 }
 
 impl ResponseError for ApiError {
@@ -94,8 +102,9 @@ impl ResponseError for ApiError {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::NoCapacity { .. } => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -124,6 +133,10 @@ impl ResponseError for ApiError {
             detail,
             field,
             missing_permission,
+            available: match self {
+                ApiError::NoCapacity { available, .. } => Some(*available),
+                _ => None,
+            },
         };
         let mut res = HttpResponse::build(status);
         res.content_type("application/problem+json");

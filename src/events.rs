@@ -76,3 +76,8 @@ pub fn webhook_event_for(action: &str) -> Option<&'static str> {
         _ => None,
     }
 }
+
+pub const RESERVATION_CREATE: &str = "reservation.create";
+pub const RESERVATION_CANCEL: &str = "reservation.cancel";
+pub const BILLING_CHARGE: &str = "billing.charge";
+pub const BILLING_REFUND: &str = "billing.refund";

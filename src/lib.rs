@@ -14,6 +14,7 @@ pub mod events;
 pub mod instances;
 pub mod ops;
 pub mod rbac;
+pub mod reservations;
 pub mod secrets;
 pub mod startup;
 pub mod telemetry;

@@ -31,6 +31,7 @@ use crate::ops::metrics::Metrics;
 use crate::rbac::actor::{RbacActor, RetryAnnounce};
 use crate::rbac::authorizer::Authorizer;
 use crate::rbac::route_table::RouteTable;
+use crate::reservations::actor::ReservationActor;
 use crate::secrets::SecretBox;
 use crate::webhooks::actor::{Kick, WebhookActor};
 
@@ -45,6 +46,7 @@ pub struct AppState {
     pub api_keys: Addr<ApiKeyActor>,
     pub audit: Addr<AuditActor>,
     pub webhooks: Addr<WebhookActor>,
+    pub reservations: Addr<ReservationActor>,
     pub secrets: Arc<SecretBox>,
     pub keys: Arc<KeyStore>,
     pub tokens: TokenKeys,
@@ -103,7 +105,7 @@ impl utoipa::Modify for BearerScheme {
 /// document, so a route cannot exist without its documentation and its
 /// declared permission.
 pub fn public_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    use crate::{api_keys, audit, auth, billing, instances, ops, rbac, users, webhooks};
+    use crate::{api_keys, audit, auth, billing, instances, ops, rbac, reservations, users, webhooks};
     cfg.service(ops::routes::healthz).service(ops::routes::readyz).service(
         utoipa_actix_web::scope("/api/v1")
             .service(ops::routes::openapi)
@@ -154,7 +156,12 @@ pub fn public_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
             .service(webhooks::routes::list_deliveries)
             .service(webhooks::routes::test_webhook)
             .service(webhooks::routes::retry_delivery)
-            .service(webhooks::routes::rotate_secret),
+            .service(webhooks::routes::rotate_secret)
+            .service(reservations::catalogue::list_gpu_types)
+            .service(reservations::routes::create_reservation)
+            .service(reservations::routes::list_reservations)
+            .service(reservations::routes::get_reservation)
+            .service(reservations::routes::cancel_reservation),
     );
 }
 
@@ -245,6 +252,7 @@ pub async fn build(
             .wrap(TracingLogger::default())
             .route("/metrics", web::get().to(crate::ops::routes::metrics))
             .route("/internal/v1/events", web::post().to(crate::audit::ingest::ingest))
+            .route("/internal/v1/gpu-types/{gpu_type}", web::put().to(crate::reservations::catalogue::put_gpu_type))
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such route".into()))
             }))
@@ -292,6 +300,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<web
         clock.clone(),
     )
     .start();
+    let reservations = ReservationActor { db: pool.clone(), clock: clock.clone() }.start();
     let doc = openapi();
     let openapi_value = serde_json::to_value(&doc)?;
     let routes = RouteTable::from_openapi(&openapi_value).map_err(|e| anyhow::anyhow!("route table: {e}"))?;
@@ -312,6 +321,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<web
         api_keys,
         audit,
         webhooks,
+        reservations,
         secrets,
         keys,
         routes,

@@ -2,11 +2,12 @@
 
 use actix_web::{HttpResponse, get, patch, post, web};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::ledger;
 use super::money::{Money, parse_usd};
 use crate::audit::{self, ClientInfo};
 use crate::auth::Principal;
@@ -27,18 +28,6 @@ pub struct UpdateBilling {
     pub low_balance_threshold: Money,
 }
 
-async fn account(conn: &mut AsyncPgConnection, org: uuid::Uuid, lock: bool) -> QueryResult<(Decimal, Decimal)> {
-    // An org without a row (created before billing existed) starts at zero.
-    diesel::insert_into(billing_accounts::table)
-        .values(billing_accounts::org_id.eq(org))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    let q =
-        billing_accounts::table.find(org).select((billing_accounts::balance, billing_accounts::low_balance_threshold));
-    if lock { q.for_update().first(conn).await } else { q.first(conn).await }
-}
-
 fn view((balance, threshold): (Decimal, Decimal)) -> Billing {
     Billing { balance: Money::usd(balance), low_balance_threshold: Money::usd(threshold) }
 }
@@ -49,7 +38,7 @@ fn view((balance, threshold): (Decimal, Decimal)) -> Billing {
 #[get("/billing")]
 pub async fn get_billing(state: web::Data<AppState>, principal: Principal) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
-    Ok(HttpResponse::Ok().json(view(account(&mut conn, principal.org_id, false).await?)))
+    Ok(HttpResponse::Ok().json(view(ledger::account(&mut conn, principal.org_id, false).await?)))
 }
 
 /// Sets the low-balance threshold.
@@ -72,7 +61,7 @@ pub async fn update_billing(
     let mut conn = state.conn().await?;
     let after = conn
         .transaction(async |c| {
-            let (balance, before) = account(c, org, true).await?;
+            let (balance, before) = ledger::account(c, org, true).await?;
             diesel::update(billing_accounts::table.find(org))
                 .set((billing_accounts::low_balance_threshold.eq(threshold), billing_accounts::updated_at.eq(now)))
                 .execute(c)
@@ -107,12 +96,8 @@ pub async fn add_credits(
     let mut conn = state.conn().await?;
     let after = conn
         .transaction(async |c| {
-            let (balance, threshold) = account(c, org, true).await?;
-            let new_balance = balance + amount;
-            diesel::update(billing_accounts::table.find(org))
-                .set((billing_accounts::balance.eq(new_balance), billing_accounts::updated_at.eq(now)))
-                .execute(c)
-                .await?;
+            let ledger::Change { before: balance, after: new_balance, threshold } =
+                ledger::credit(c, org, amount, now).await?;
             let meta = serde_json::json!({"amount": Money::usd(amount).amount, "currency": "USD",
                                           "before": {"balance": Money::usd(balance).amount},
                                           "after": {"balance": Money::usd(new_balance).amount}});

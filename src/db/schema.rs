@@ -211,6 +211,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    gpu_types (gpu_type) {
+        gpu_type -> Text,
+        total_capacity -> Int4,
+        hourly_price_usd -> Numeric,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    reservations (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        gpu_type -> Text,
+        quantity -> Int4,
+        start_date -> Date,
+        end_date -> Date,
+        state -> Text,
+        price_usd -> Numeric,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        cancelled_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(webhook_deliveries -> webhook_events (event_id));
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
@@ -238,4 +264,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_events,
     webhook_deliveries,
     webhook_attempts,
+    gpu_types,
+    reservations,
 );

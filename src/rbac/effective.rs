@@ -67,6 +67,12 @@ impl Effective {
         self.any().intersect(mask(false)).union(team_part.intersect(mask(true)))
     }
 
+    /// For a team-scoped resource that belongs to no team (an org-level
+    /// reservation): only the org-wide role grants it.
+    pub fn allows_org_level(&self, p: Permission) -> bool {
+        self.org_role.contains(p)
+    }
+
     pub fn teams_allowing(&self, p: Permission) -> TeamFilter {
         if self.org_role.contains(p) {
             TeamFilter::All

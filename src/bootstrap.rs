@@ -64,7 +64,11 @@ pub async fn run(
             bail!("{email} exists already and the password does not match");
         }
         let key = conn
-            .transaction(async |c| insert_key(c, org_id, user_id, &email, "bootstrap", &ALL_SCOPES, None, now).await)
+            .transaction(async |c| {
+                let key = insert_key(c, org_id, user_id, "bootstrap", &ALL_SCOPES, None, now).await?;
+                audit::append(c, &key_created(org_id, user_id, &email, key.0, now)).await?;
+                Ok::<_, diesel::result::Error>(key)
+            })
             .await?;
         return Ok(Some(Bootstrapped { org_id, user_id, email, api_key: key.1, created: false }));
     }
@@ -98,7 +102,8 @@ pub async fn run(
                 },
             )
             .await?;
-            let (_, key) = insert_key(c, org_id, user_id, &email, "bootstrap", &ALL_SCOPES, None, now).await?;
+            let (key_id, key) = insert_key(c, org_id, user_id, "bootstrap", &ALL_SCOPES, None, now).await?;
+            audit::append(c, &key_created(org_id, user_id, &email, key_id, now)).await?;
             Ok::<_, diesel::result::Error>(Bootstrapped {
                 org_id,
                 user_id,
@@ -109,4 +114,25 @@ pub async fn run(
         })
         .await?;
     Ok(Some(out))
+}
+
+fn key_created(
+    org_id: Uuid,
+    user_id: Uuid,
+    email: &str,
+    key_id: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> AuditEntry {
+    AuditEntry {
+        org_id,
+        user_id: Some(user_id),
+        user_email: Some(email.to_string()),
+        action: events::API_KEY_CREATE,
+        resource_type: "api_key",
+        resource_id: Some(key_id.to_string()),
+        ip_address: None,
+        user_agent: Some("dumont bootstrap".into()),
+        metadata: serde_json::json!({"name": "bootstrap", "scopes": ALL_SCOPES}),
+        at,
+    }
 }

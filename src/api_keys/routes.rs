@@ -59,13 +59,12 @@ pub struct CreatedKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// Inserts a key and its audit record; returns (id, secret). Run in a transaction.
-#[allow(clippy::too_many_arguments)]
+/// Inserts a key; returns (id, secret). The caller writes the audit record
+/// in the same transaction.
 pub async fn insert_key(
     conn: &mut AsyncPgConnection,
     org: Uuid,
     user: Uuid,
-    email: &str,
     name: &str,
     scopes: &[&str],
     expires_at: Option<DateTime<Utc>>,
@@ -87,7 +86,6 @@ pub async fn insert_key(
         ))
         .execute(conn)
         .await?;
-    let _ = email;
     Ok((id, key))
 }
 
@@ -122,17 +120,8 @@ pub async fn create_key(
     let mut conn = state.conn().await?;
     let (id, key) = conn
         .transaction(async |c| {
-            let (id, key) = insert_key(
-                c,
-                principal.org_id,
-                principal.user_id,
-                &principal.email,
-                &name,
-                &scopes,
-                body.expires_at,
-                now,
-            )
-            .await?;
+            let (id, key) =
+                insert_key(c, principal.org_id, principal.user_id, &name, &scopes, body.expires_at, now).await?;
             let meta = serde_json::json!({"name": name, "scopes": body.scopes, "expires_at": body.expires_at});
             audit::append(c, &principal.audit(&client, now, events::API_KEY_CREATE, "api_key", id, meta)).await?;
             Ok::<_, ApiError>((id, key))

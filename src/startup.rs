@@ -48,6 +48,7 @@ pub struct AppState {
     pub routes: RouteTable,
     pub openapi_json: String,
     pub metrics: Metrics,
+    pub currency: crate::currency::CurrencyService,
 }
 
 impl AppState {
@@ -93,7 +94,7 @@ impl utoipa::Modify for BearerScheme {
 /// document, so a route cannot exist without its documentation and its
 /// declared permission.
 pub fn public_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    use crate::{api_keys, audit, auth, billing, instances, ops, rbac, users};
+    use crate::{api_keys, audit, auth, billing, currency, instances, ops, rbac, users};
     cfg.service(ops::routes::healthz).service(ops::routes::readyz).service(
         utoipa_actix_web::scope("/api/v1")
             .service(ops::routes::openapi)
@@ -135,7 +136,11 @@ pub fn public_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
             .service(api_keys::routes::revoke_key)
             .service(audit::routes::logs)
             .service(audit::routes::verify_chain)
-            .service(audit::routes::export),
+            .service(audit::routes::export)
+            .service(currency::routes::list_currencies)
+            .service(currency::routes::exchange_rates)
+            .service(currency::routes::get_preferences)
+            .service(currency::routes::put_preferences),
     );
 }
 
@@ -226,6 +231,7 @@ pub async fn build(
             .wrap(TracingLogger::default())
             .route("/metrics", web::get().to(crate::ops::routes::metrics))
             .route("/internal/v1/events", web::post().to(crate::audit::ingest::ingest))
+            .route("/internal/v1/rates/refresh", web::post().to(crate::currency::routes::refresh))
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such route".into()))
             }))
@@ -264,6 +270,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<web
     .start();
     let audit =
         AuditActor { db: pool.clone(), clock: clock.clone(), retention_days: settings.audit.retention_days }.start();
+    let currency = crate::currency::start(&settings, pool.clone(), cache.clone(), clock.clone())?;
     let doc = openapi();
     let openapi_value = serde_json::to_value(&doc)?;
     let routes = RouteTable::from_openapi(&openapi_value).map_err(|e| anyhow::anyhow!("route table: {e}"))?;
@@ -287,6 +294,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<web
         routes,
         openapi_json: serde_json::to_string(&openapi_value)?,
         metrics: Metrics::new()?,
+        currency,
     }))
 }
 

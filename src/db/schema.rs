@@ -32,6 +32,7 @@ diesel::table! {
         org_role_id -> Nullable<Uuid>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        currency -> Text,
     }
 }
 
@@ -153,6 +154,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    exchange_rate_snapshots (id) {
+        id -> Int8,
+        as_of -> Date,
+        fetched_at -> Timestamptz,
+        providers -> Text,
+        rates -> Jsonb,
+    }
+}
+
 diesel::joinable!(users -> orgs (org_id));
 diesel::joinable!(team_members -> teams (team_id));
 diesel::joinable!(team_members -> users (user_id));
@@ -173,4 +184,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_heads,
     audit_logs,
     audit_checkpoints,
+    exchange_rate_snapshots,
 );

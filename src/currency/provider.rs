@@ -62,15 +62,14 @@ impl Provider {
 
     /// Fetches and parses the document. `client` carries the timeout.
     pub async fn fetch(&self, client: &reqwest::Client, timeout: Duration) -> Result<Quote, ProviderError> {
-        let res =
-            client.get(&self.url).timeout(timeout).send().await.map_err(|e| ProviderError::Http(e.to_string()))?;
+        let res = client.get(&self.url).timeout(timeout).send().await.map_err(http_error)?;
         if !res.status().is_success() {
             return Err(ProviderError::Status(res.status().as_u16()));
         }
         if res.content_length().is_some_and(|n| n as usize > MAX_BODY) {
             return Err(ProviderError::Malformed("document too large".into()));
         }
-        let body = res.bytes().await.map_err(|e| ProviderError::Http(e.to_string()))?;
+        let body = res.bytes().await.map_err(http_error)?;
         if body.len() > MAX_BODY {
             return Err(ProviderError::Malformed("document too large".into()));
         }
@@ -83,6 +82,21 @@ impl Provider {
             Kind::Json => parse_json(body),
         }
     }
+}
+
+/// Without the URL: the fallback's carries an app id, which must stay out of
+/// logs and refresh outcomes.
+fn http_error(e: reqwest::Error) -> ProviderError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "failed"
+    };
+    let e = e.without_url();
+    let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+    ProviderError::Http(format!("{kind} ({e}{cause})"))
 }
 
 fn malformed(e: impl std::fmt::Display) -> ProviderError {

@@ -1,4 +1,4 @@
-//! `dumont`: serve | migrate | bootstrap | audit verify | rates refresh.
+//! `dumont`: serve | migrate | bootstrap.
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;

@@ -18,6 +18,7 @@ pub struct Settings {
     pub api_keys: ApiKeySettings,
     pub audit: AuditSettings,
     pub telemetry: TelemetrySettings,
+    pub currency: CurrencySettings,
     pub secrets: SecretSettings,
     pub webhooks: WebhookSettings,
 }
@@ -91,6 +92,18 @@ pub struct ApiKeySettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuditSettings {
     pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CurrencySettings {
+    /// The ECB's eurofxref-daily.xml; empty disables the provider.
+    pub ecb_url: String,
+    /// A `{"base", "timestamp", "rates"}` JSON document; empty: none.
+    pub fallback_url: String,
+    pub refresh_secs: u64,
+    pub stale_after_secs: u64,
+    pub http_timeout_ms: u64,
+    pub poll_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +209,9 @@ impl Settings {
         }
         if let Err(e) = crate::secrets::SecretBox::new(&self.secrets.encryption_keys) {
             return Err(ConfigError::Invalid { setting: "secrets.encryption_keys", reason: e.to_string() });
+        }
+        if self.currency.refresh_secs == 0 || self.currency.poll_secs == 0 || self.currency.http_timeout_ms == 0 {
+            return Err(invalid("currency.*", "refresh_secs, poll_secs and http_timeout_ms must be positive"));
         }
         if self.auth.min_password_length < 8 {
             return Err(invalid("auth.min_password_length", "must be at least 8"));

@@ -6,6 +6,7 @@ pub const AUTH_LOGIN_FAILED: &str = "auth.login_failed";
 pub const AUTH_LOGOUT: &str = "auth.logout";
 pub const USER_CREATE: &str = "user.create";
 pub const USER_UPDATE: &str = "user.update";
+pub const USER_PREFERENCES_UPDATE: &str = "user.preferences.update";
 pub const ORG_CREATE: &str = "org.create";
 pub const INSTANCE_CREATE: &str = "instance.create";
 pub const INSTANCE_START: &str = "instance.start";

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod currency;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -46,6 +46,18 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Exchange-rate tools.
+    Rates {
+        #[command(subcommand)]
+        command: RatesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RatesCommand {
+    /// Fetch the rates now (under the same lock as the servers), store them,
+    /// and print the outcome as JSON; exits 1 when no new rates were stored.
+    Refresh,
 }
 
 #[derive(Subcommand)]
@@ -117,6 +129,14 @@ async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&v)?);
             if !v.valid {
                 anyhow::bail!("audit chain of org {org} is invalid");
+            }
+            Ok(())
+        }
+        Command::Rates { command: RatesCommand::Refresh } => {
+            let outcome = dumont::currency::refresh_once(&settings).await?;
+            println!("{}", serde_json::to_string(&outcome)?);
+            if outcome.status != dumont::currency::refresh::Status::Updated {
+                anyhow::bail!("no new rates stored: {}", outcome.detail);
             }
             Ok(())
         }

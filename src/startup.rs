@@ -54,6 +54,7 @@ pub struct AppState {
     pub routes: RouteTable,
     pub openapi_json: String,
     pub metrics: Metrics,
+    pub currency: crate::currency::CurrencyService,
 }
 
 impl AppState {
@@ -105,7 +106,7 @@ impl utoipa::Modify for BearerScheme {
 /// document, so a route cannot exist without its documentation and its
 /// declared permission.
 pub fn public_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    use crate::{api_keys, audit, auth, billing, instances, ops, rbac, reservations, users, webhooks};
+    use crate::{api_keys, audit, auth, billing, currency, instances, ops, rbac, reservations, users, webhooks};
     cfg.service(ops::routes::healthz).service(ops::routes::readyz).service(
         utoipa_actix_web::scope("/api/v1")
             .service(ops::routes::openapi)
@@ -161,7 +162,11 @@ pub fn public_routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
             .service(reservations::routes::create_reservation)
             .service(reservations::routes::list_reservations)
             .service(reservations::routes::get_reservation)
-            .service(reservations::routes::cancel_reservation),
+            .service(reservations::routes::cancel_reservation)
+            .service(currency::routes::list_currencies)
+            .service(currency::routes::exchange_rates)
+            .service(currency::routes::get_preferences)
+            .service(currency::routes::put_preferences),
     );
 }
 
@@ -253,6 +258,7 @@ pub async fn build(
             .route("/metrics", web::get().to(crate::ops::routes::metrics))
             .route("/internal/v1/events", web::post().to(crate::audit::ingest::ingest))
             .route("/internal/v1/gpu-types/{gpu_type}", web::put().to(crate::reservations::catalogue::put_gpu_type))
+            .route("/internal/v1/rates/refresh", web::post().to(crate::currency::routes::refresh))
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such route".into()))
             }))
@@ -301,6 +307,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<web
     )
     .start();
     let reservations = ReservationActor { db: pool.clone(), clock: clock.clone() }.start();
+    let currency = crate::currency::start(&settings, pool.clone(), cache.clone(), clock.clone())?;
     let doc = openapi();
     let openapi_value = serde_json::to_value(&doc)?;
     let routes = RouteTable::from_openapi(&openapi_value).map_err(|e| anyhow::anyhow!("route table: {e}"))?;
@@ -327,6 +334,7 @@ pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<web
         routes,
         openapi_json: serde_json::to_string(&openapi_value)?,
         metrics: Metrics::new()?,
+        currency,
     }))
 }
 

@@ -11,15 +11,18 @@ use super::ledger;
 use super::money::{Money, parse_usd};
 use crate::audit::{self, ClientInfo};
 use crate::auth::Principal;
+use crate::currency::money::{Converter, DisplayMoney, converter};
 use crate::db::schema::billing_accounts;
 use crate::error::{ApiError, ApiResult};
 use crate::events;
 use crate::startup::AppState;
 
+/// Amounts in the caller's preferred currency (`GET/PUT
+/// /api/v1/users/me/preferences`), converted from the USD they are held in.
 #[derive(Serialize, ToSchema)]
 pub struct Billing {
-    pub balance: Money,
-    pub low_balance_threshold: Money,
+    pub balance: DisplayMoney,
+    pub low_balance_threshold: DisplayMoney,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -28,22 +31,23 @@ pub struct UpdateBilling {
     pub low_balance_threshold: Money,
 }
 
-fn view((balance, threshold): (Decimal, Decimal)) -> Billing {
-    Billing { balance: Money::usd(balance), low_balance_threshold: Money::usd(threshold) }
+fn view(conv: &Converter, (balance, threshold): (Decimal, Decimal)) -> Billing {
+    Billing { balance: conv.money(balance), low_balance_threshold: conv.money(threshold) }
 }
 
 /// The org's balance and low-balance threshold.
-#[utoipa::path(tag = "billing", responses((status = 200, body = Billing)),
+#[utoipa::path(tag = "billing", responses((status = 200, body = Billing), (status = 503)),
     security(("bearer" = ["billing:read"])))]
 #[get("/billing")]
 pub async fn get_billing(state: web::Data<AppState>, principal: Principal) -> ApiResult<HttpResponse> {
+    let conv = converter(&state, principal.user_id).await?;
     let mut conn = state.conn().await?;
-    Ok(HttpResponse::Ok().json(view(ledger::account(&mut conn, principal.org_id, false).await?)))
+    Ok(HttpResponse::Ok().json(view(&conv, ledger::account(&mut conn, principal.org_id, false).await?)))
 }
 
 /// Sets the low-balance threshold.
 #[utoipa::path(tag = "billing", request_body = UpdateBilling,
-    responses((status = 200, body = Billing), (status = 422)),
+    responses((status = 200, body = Billing), (status = 422), (status = 503)),
     security(("bearer" = ["billing:update"])))]
 #[patch("/billing")]
 pub async fn update_billing(
@@ -56,6 +60,9 @@ pub async fn update_billing(
     if threshold < Decimal::ZERO {
         return Err(ApiError::invalid("low_balance_threshold.amount", "must not be negative"));
     }
+    // Before the change: a missing rate (503) must refuse the request, not
+    // follow a committed change.
+    let conv = converter(&state, principal.user_id).await?;
     let now = state.clock.now();
     let org = principal.org_id;
     let mut conn = state.conn().await?;
@@ -73,12 +80,12 @@ pub async fn update_billing(
             Ok::<_, ApiError>((balance, threshold))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(view(after)))
+    Ok(HttpResponse::Ok().json(view(&conv, after)))
 }
 
 /// Adds funds to the org's balance.
 #[utoipa::path(tag = "billing", request_body = Money,
-    responses((status = 201, body = Billing), (status = 422)),
+    responses((status = 201, body = Billing), (status = 422), (status = 503)),
     security(("bearer" = ["billing:create"])))]
 #[post("/billing/credits")]
 pub async fn add_credits(
@@ -91,6 +98,7 @@ pub async fn add_credits(
     if amount <= Decimal::ZERO {
         return Err(ApiError::invalid("amount", "must be greater than zero"));
     }
+    let conv = converter(&state, principal.user_id).await?;
     let now = state.clock.now();
     let org = principal.org_id;
     let mut conn = state.conn().await?;
@@ -106,5 +114,5 @@ pub async fn add_credits(
             Ok::<_, ApiError>((new_balance, threshold))
         })
         .await?;
-    Ok(HttpResponse::Created().json(view(after)))
+    Ok(HttpResponse::Created().json(view(&conv, after)))
 }

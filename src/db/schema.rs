@@ -32,6 +32,7 @@ diesel::table! {
         org_role_id -> Nullable<Uuid>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        currency -> Text,
     }
 }
 
@@ -154,6 +155,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    exchange_rate_snapshots (id) {
+        id -> Int8,
+        as_of -> Date,
+        fetched_at -> Timestamptz,
+        providers -> Text,
+        rates -> Jsonb,
+    }
+}
+
+diesel::table! {
     webhook_endpoints (id) {
         id -> Uuid,
         org_id -> Uuid,
@@ -266,4 +277,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_attempts,
     gpu_types,
     reservations,
+    exchange_rate_snapshots,
 );

@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{capacity, dates};
 use crate::auth::Principal;
+use crate::currency::money::{DisplayMoney, converter};
 use crate::db::schema::gpu_types;
 use crate::error::{ApiError, ApiResult};
 use crate::startup::AppState;
@@ -27,8 +28,7 @@ pub struct AvailabilityQuery {
 pub struct GpuType {
     pub gpu_type: String,
     /// Price of one GPU for one hour, in the caller's currency.
-    #[schema(value_type = Object)]
-    pub hourly_price: serde_json::Value,
+    pub hourly_price: DisplayMoney,
     pub total_capacity: i32,
     /// Units free on every day of `from..=to` (only with both).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,6 +55,7 @@ pub async fn list_gpu_types(
         (None, None) => None,
         _ => return Err(ApiError::bad_field(if q.from.is_none() { "from" } else { "to" }, "give both from and to")),
     };
+    let conv = converter(&state, principal.user_id).await?;
     let mut conn = state.conn().await?;
     let rows: Vec<(String, i32, Decimal)> = gpu_types::table
         .select((gpu_types::gpu_type, gpu_types::total_capacity, gpu_types::hourly_price_usd))
@@ -67,8 +68,7 @@ pub async fn list_gpu_types(
             Some((f, t)) => Some(total_capacity as i64 - capacity::peak_usage(&mut conn, &gpu_type, f, t).await?),
             None => None,
         };
-        let hourly_price = super::routes::price_view(&state, &principal, price).await?;
-        out.push(GpuType { gpu_type, hourly_price, total_capacity, available });
+        out.push(GpuType { gpu_type, hourly_price: conv.money(price), total_capacity, available });
     }
     Ok(HttpResponse::Ok().json(out))
 }

@@ -14,6 +14,7 @@ use crate::audit::{self, ClientInfo};
 use crate::auth::Principal;
 use crate::billing::ledger;
 use crate::billing::money::Money;
+use crate::currency::money::{Converter, DisplayMoney, converter};
 use crate::db::schema::{gpu_types, reservations, teams};
 use crate::error::{ApiError, ApiResult};
 use crate::rbac::effective::TeamFilter;
@@ -48,9 +49,8 @@ pub struct Reservation {
     pub end_date: NaiveDate,
     /// scheduled, active, completed or cancelled.
     pub state: String,
-    /// quantity x hours x hourly price, in the caller's currency.
-    #[schema(value_type = Object)]
-    pub price: serde_json::Value,
+    /// quantity x hours x hourly price, in the caller's currency (with the USD base amount).
+    pub price: DisplayMoney,
     pub created_at: DateTime<Utc>,
 }
 
@@ -78,16 +78,8 @@ pub struct ListQuery {
     pub team_id: Option<Uuid>,
 }
 
-/// A USD amount shown to the caller (USD for now; see README).
-pub async fn price_view(_state: &AppState, _principal: &Principal, usd: Decimal) -> ApiResult<serde_json::Value> {
-    let m = Money::usd(usd);
-    Ok(serde_json::json!({
-        "amount": m.amount, "currency": "USD", "base_amount": m.amount, "base_currency": "USD", "rate": "1", "rates_as_of": null,
-    }))
-}
-
-async fn view(state: &AppState, principal: &Principal, r: Row) -> ApiResult<Reservation> {
-    Ok(Reservation {
+fn view(conv: &Converter, r: Row) -> Reservation {
+    Reservation {
         id: r.id,
         team_id: r.team_id,
         gpu_type: r.gpu_type,
@@ -95,9 +87,9 @@ async fn view(state: &AppState, principal: &Principal, r: Row) -> ApiResult<Rese
         start_date: r.start_date,
         end_date: r.end_date,
         state: r.state,
-        price: price_view(state, principal, r.price_usd).await?,
+        price: conv.money(r.price_usd),
         created_at: r.created_at,
-    })
+    }
 }
 
 fn require(principal: &Principal, p: Permission, team: Option<Uuid>) -> ApiResult<()> {
@@ -132,6 +124,9 @@ pub async fn create_reservation(
     }
     let quantity = body.quantity as i32;
     let org = principal.org_id;
+    // Before booking: a missing exchange rate (503) must refuse, not follow,
+    // the charge. (And before taking a connection: it takes its own.)
+    let conv = converter(&state, principal.user_id).await?;
     let mut conn = state.conn().await?;
     if let Some(t) = body.team_id {
         let n: i64 =
@@ -192,7 +187,7 @@ pub async fn create_reservation(
         })
         .await?;
     state.kick_webhooks();
-    Ok(HttpResponse::Created().json(view(&state, &principal, row).await?))
+    Ok(HttpResponse::Created().json(view(&conv, row)))
 }
 
 async fn readable(conn: &mut AsyncPgConnection, principal: &Principal, id: Uuid) -> ApiResult<Row> {
@@ -239,13 +234,10 @@ pub async fn list_reservations(
     if let TeamFilter::Only(teams) = principal.perms.teams_allowing(read) {
         query = query.filter(reservations::team_id.eq_any(teams));
     }
+    let conv = converter(&state, principal.user_id).await?;
     let mut conn = state.conn().await?;
     let rows = query.load::<Row>(&mut conn).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(view(&state, &principal, r).await?);
-    }
-    Ok(HttpResponse::Ok().json(out))
+    Ok(HttpResponse::Ok().json(rows.into_iter().map(|r| view(&conv, r)).collect::<Vec<_>>()))
 }
 
 /// One reservation.
@@ -258,9 +250,10 @@ pub async fn get_reservation(
     principal: Principal,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
+    let conv = converter(&state, principal.user_id).await?;
     let mut conn = state.conn().await?;
     let r = readable(&mut conn, &principal, *id).await?;
-    Ok(HttpResponse::Ok().json(view(&state, &principal, r).await?))
+    Ok(HttpResponse::Ok().json(view(&conv, r)))
 }
 
 /// Cancels a reservation before its start day: full refund, capacity freed
@@ -278,6 +271,7 @@ pub async fn cancel_reservation(
     let now = state.clock.now();
     let today = now.date_naive();
     let org = principal.org_id;
+    let conv = converter(&state, principal.user_id).await?;
     let mut conn = state.conn().await?;
     let r = readable(&mut conn, &principal, *id).await?;
     require(&principal, perm(Action::Delete), r.team_id)?;
@@ -304,5 +298,5 @@ pub async fn cancel_reservation(
             Ok::<_, ApiError>(row)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(view(&state, &principal, row).await?))
+    Ok(HttpResponse::Ok().json(view(&conv, row)))
 }

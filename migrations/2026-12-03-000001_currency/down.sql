@@ -1,0 +1,2 @@
+DROP TABLE exchange_rate_snapshots;
+ALTER TABLE users DROP COLUMN currency;

@@ -349,6 +349,236 @@ async fn run() {
         percentile(&samples, 0.5),
         percentile(&samples, 0.99)
     );
-    let _ = state.db.get().await.map(drop);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    webhooks(&client, &base, &internal, &settings, &key, boot.org_id).await;
+    reservations(&client, &base, &internal, &settings, &key, &settings.database.url).await;
+}
+
+fn percentile_ms(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (percentile(&v, 0.5), percentile(&v, 0.99))
+}
+
+/// Issue 6: deliveries/s to a local receiver vs a plain POST loop at the
+/// same concurrency; enqueue-to-first-attempt latency.
+async fn webhooks(
+    client: &reqwest::Client,
+    base: &str,
+    internal: &str,
+    settings: &Settings,
+    key: &str,
+    org: uuid::Uuid,
+) {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shared = seen.clone();
+    let rx = HttpServer::new(move || {
+        let shared = shared.clone();
+        App::new().route(
+            "/hook",
+            web::post().to(move |body: web::Bytes| {
+                let shared = shared.clone();
+                async move {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&body)
+                        && let Some(r) = v["data"]["resource_id"].as_str()
+                    {
+                        shared.lock().unwrap().entry(r.to_string()).or_insert_with(Instant::now);
+                    }
+                    HttpResponse::Ok().finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(rx);
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let concurrency = settings.webhooks.concurrency;
+    println!("\nWebhooks (issue 6; {concurrency} deliveries in flight, receiver with 1 worker)");
+
+    // Baseline: the same POSTs (a ~250-byte JSON body) from a plain loop.
+    let n = 2000usize;
+    let body = json!({"id": "msg_x", "type": "snapshot.created", "timestamp": "2026-01-01T00:00:00Z", "org_id": org, "data": {"resource_id": "baseline"}});
+    let t = Instant::now();
+    let per = n / concurrency;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            actix_web::rt::spawn(async move {
+                for _ in 0..per {
+                    client.post(&url).json(&body).send().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let plain = (per * concurrency) as f64 / t.elapsed().as_secs_f64();
+    seen.lock().unwrap().clear();
+
+    let r = client
+        .post(format!("{base}/api/v1/webhooks"))
+        .bearer_auth(key)
+        .json(&json!({"url": url, "events": ["snapshot.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let t = Instant::now();
+    for chunk in 0..(n / 500) {
+        let events: Vec<Value> = (0..500)
+            .map(|i| json!({"type": "snapshot.created", "org_id": org, "resource_id": format!("s{}", chunk * 500 + i)}))
+            .collect();
+        let r = client
+            .post(format!("{internal}/internal/v1/events"))
+            .bearer_auth(&settings.internal.token)
+            .json(&events)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    while seen.lock().unwrap().len() < n && t.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let delivered = seen.lock().unwrap().len();
+    let rate = delivered as f64 / t.elapsed().as_secs_f64();
+    println!("  plain HTTP POST loop (baseline)                 {plain:>9.0} posts/s");
+    println!(
+        "  signed, durable webhook deliveries              {rate:>9.0} deliveries/s  {:>5.1}% of the plain loop  ({delivered}/{n} delivered)",
+        100.0 * rate / plain
+    );
+
+    // Latency: one event at a time, from the enqueue's response to arrival.
+    let mut lat = Vec::new();
+    for i in 0..200 {
+        let id = format!("lat{i}");
+        let r = client
+            .post(format!("{internal}/internal/v1/events"))
+            .bearer_auth(&settings.internal.token)
+            .json(&json!({"type": "snapshot.created", "org_id": org, "resource_id": id}))
+            .send()
+            .await
+            .unwrap();
+        let enqueued = Instant::now();
+        assert_eq!(r.status(), 201);
+        let t0 = Instant::now();
+        loop {
+            if let Some(at) = seen.lock().unwrap().get(&id) {
+                lat.push(at.saturating_duration_since(enqueued).as_secs_f64() * 1000.0);
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    let (p50, p99) = percentile_ms(lat);
+    println!("  enqueue to first attempt (200 single events)    p50 {p50:.2} ms  p99 {p99:.2} ms");
+}
+
+/// Issue 8: reservations/s under contention for one GPU type and spread
+/// over many; over-bookings counted from the database afterwards.
+async fn reservations(
+    client: &reqwest::Client,
+    base: &str,
+    internal: &str,
+    settings: &Settings,
+    key: &str,
+    db_url: &str,
+) {
+    println!("\nGPU reservations (issue 8; 32 concurrent clients, 1 GPU each for 3 days)");
+    let r = client
+        .post(format!("{base}/api/v1/billing/credits"))
+        .bearer_auth(key)
+        .json(&json!({"amount": "100000000", "currency": "USD"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let day = |n: i64| (chrono::Utc::now().date_naive() + chrono::Duration::days(n)).to_string();
+    for (label, types) in [("one GPU type (all contend for one lock)", 1usize), ("spread over 16 GPU types", 16)] {
+        let names: Vec<String> = (0..types).map(|i| format!("BENCH_{types}_{i}")).collect();
+        let capacity = 1000 / types as i32;
+        for n in &names {
+            let r = client
+                .put(format!("{internal}/internal/v1/gpu-types/{n}"))
+                .bearer_auth(&settings.internal.token)
+                .json(&json!({"total_capacity": capacity, "hourly_price_usd": "0.01"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let total = 2000usize;
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..32)
+            .map(|w| {
+                let (client, url, key, names, from, to) = (
+                    client.clone(),
+                    format!("{base}/api/v1/reservations"),
+                    key.to_string(),
+                    names.clone(),
+                    day(3),
+                    day(5),
+                );
+                actix_web::rt::spawn(async move {
+                    let (mut ok, mut full, mut other) = (0u32, 0u32, 0u32);
+                    for i in 0..total / 32 {
+                        let g = &names[(w + i) % names.len()];
+                        let r = client
+                            .post(&url)
+                            .bearer_auth(&key)
+                            .json(&json!({"gpu_type": g, "quantity": 1, "start_date": from, "end_date": to}))
+                            .send()
+                            .await
+                            .unwrap();
+                        match r.status().as_u16() {
+                            201 => ok += 1,
+                            409 => full += 1,
+                            _ => other += 1,
+                        }
+                    }
+                    (ok, full, other)
+                })
+            })
+            .collect();
+        let (mut ok, mut full, mut other) = (0, 0, 0);
+        for t in tasks {
+            let (a, b, c) = t.await.unwrap();
+            ok += a;
+            full += b;
+            other += c;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        #[derive(diesel::QueryableByName)]
+        struct Over {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = AsyncPgConnection::establish(db_url).await.unwrap();
+        let over: Over = diesel::sql_query(
+            "SELECT count(*)::bigint AS n FROM (
+               SELECT r.gpu_type, g.d, sum(r.quantity) AS used, max(t.total_capacity) AS cap
+                 FROM reservations r JOIN gpu_types t USING (gpu_type)
+                 CROSS JOIN LATERAL generate_series(r.start_date, r.end_date, interval '1 day') g(d)
+                WHERE r.state IN ('scheduled', 'active') GROUP BY r.gpu_type, g.d) x
+             WHERE used > cap",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        println!(
+            "  {label:<40} {:>7.0} requests/s  ({ok} granted = capacity {}, {full} refused 409, {other} other)  over-bookings: {}",
+            total as f64 / secs,
+            capacity as usize * types,
+            over.n
+        );
+    }
 }

@@ -8,3 +8,4 @@ if ! command -v wrk >/dev/null 2>&1; then
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; fi
 fi
 cargo run --release --example bench
+cargo run --release --example bench_currency

@@ -44,6 +44,15 @@ impl Default for KeyStore {
 }
 
 impl KeyStore {
+    /// The in-process layer alone (no database): `None` on a miss, and for
+    /// malformed or expired keys (which `resolve` then refuses).
+    pub fn cached(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<KeyRecord>> {
+        if !format::is_well_formed(key) {
+            return None;
+        }
+        self.by_hash.get(&format::hash(key)).filter(|r| r.expires_at.is_none_or(|e| e > now))
+    }
+
     /// `None` for malformed, unknown, revoked (as far as this replica's
     /// database read knows) and expired keys alike.
     pub async fn resolve(

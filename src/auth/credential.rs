@@ -49,9 +49,18 @@ struct Presented {
 
 pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal> {
     let now = state.clock.now();
-    let mut conn = state.conn().await?;
+    // A connection is taken only when a cache misses: the warm path is one
+    // Redis round trip and no database work.
+    let mut conn: Option<crate::db::DbConn> = None;
     let presented = if api_keys::format::looks_like_key(token) {
-        let rec = state.keys.resolve(&mut conn, token, now).await?.ok_or_else(ApiError::unauthenticated)?;
+        let rec = match state.keys.cached(token, now) {
+            Some(hit) => hit,
+            None => state
+                .keys
+                .resolve(db(state, &mut conn).await?, token, now)
+                .await?
+                .ok_or_else(ApiError::unauthenticated)?,
+        };
         Presented {
             user_id: rec.user_id,
             org_id: rec.org_id,
@@ -69,7 +78,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal>
     let (version, active) = match cached.as_deref() {
         Some([Some(v), Some(c)]) if v.parse::<i64>().is_ok() => (v.parse::<i64>().unwrap_or(0), c == "1"),
         _ => {
-            let (v, active) = from_database(&mut conn, &presented, now).await?;
+            let (v, active) = from_database(db(state, &mut conn).await?, &presented, now).await?;
             if cached.is_some() {
                 // Redis answered but lacked an entry: fill it.
                 state.authorizer.announce(presented.org_id, v).await;
@@ -81,11 +90,14 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal>
     if !active {
         return Err(ApiError::unauthenticated());
     }
-    let eff = state
-        .authorizer
-        .effective(&mut conn, presented.org_id, presented.user_id, version)
-        .await?
-        .ok_or_else(ApiError::unauthenticated)?;
+    let eff = match state.authorizer.cached(presented.user_id, version) {
+        Some(hit) => hit,
+        None => state
+            .authorizer
+            .effective(db(state, &mut conn).await?, presented.org_id, presented.user_id, version)
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?,
+    };
     let perms = match presented.scopes {
         Some(scopes) => Arc::new(eff.restricted_to(scopes)),
         None => eff,
@@ -100,6 +112,20 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal>
         perms,
         credential: presented.credential,
     })
+}
+
+/// The request's connection, taken from the pool on first use.
+async fn db<'a>(
+    state: &AppState,
+    slot: &'a mut Option<crate::db::DbConn>,
+) -> ApiResult<&'a mut diesel_async::AsyncPgConnection> {
+    if slot.is_none() {
+        *slot = Some(state.conn().await?);
+    }
+    match slot {
+        Some(c) => Ok(&mut **c),
+        None => Err(ApiError::Unavailable("database unavailable".into())),
+    }
 }
 
 async fn from_database(

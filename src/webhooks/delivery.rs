@@ -49,6 +49,27 @@ pub async fn claim(
     lease_secs: i64,
     n: i64,
 ) -> QueryResult<Vec<Claimed>> {
+    conn.transaction(async |c| {
+        relaxed_commit(c).await?;
+        claim_query(c, now, lease_secs, n).await
+    })
+    .await
+}
+
+/// A claim or an attempt record lost in a crash only means the delivery is
+/// sent again after its lease (at least once, as promised), so these
+/// commits need not wait for the WAL flush. The events themselves, written
+/// with the change that caused them, keep full durability.
+async fn relaxed_commit(c: &mut AsyncPgConnection) -> QueryResult<()> {
+    diesel::sql_query("SET LOCAL synchronous_commit TO OFF").execute(c).await.map(drop)
+}
+
+async fn claim_query(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    lease_secs: i64,
+    n: i64,
+) -> QueryResult<Vec<Claimed>> {
     diesel::sql_query(
         "WITH due AS (
             SELECT d.id FROM webhook_deliveries d
@@ -203,6 +224,7 @@ pub async fn record(
     let success = o.status.is_some_and(|st| (200..300).contains(&st));
     let gone = o.status == Some(410);
     conn.transaction(async |t| {
+        relaxed_commit(t).await?;
         diesel::insert_into(webhook_attempts::table)
             .values((
                 webhook_attempts::id.eq(Uuid::now_v7()),
@@ -225,7 +247,10 @@ pub async fn record(
                 .set((webhook_deliveries::state.eq("succeeded"), webhook_deliveries::completed_at.eq(now), last))
                 .execute(t)
                 .await?;
+            // Only when a failing streak ends: otherwise every delivery to an
+            // endpoint would queue on its row.
             diesel::update(webhook_endpoints::table.find(c.endpoint_id))
+                .filter(webhook_endpoints::failing_since.is_not_null())
                 .set(webhook_endpoints::failing_since.eq(None::<DateTime<Utc>>))
                 .execute(t)
                 .await?;

@@ -286,3 +286,39 @@ async fn concurrent_requests_on_two_servers_never_overbook() {
     let paid: f64 = 100000.0 - balance(&app).await.parse::<f64>().unwrap();
     assert_eq!(paid, 10.0 * 72.0, "charged exactly for what was granted");
 }
+
+#[actix_web::test]
+async fn operators_set_capacity_on_the_internal_listener_only() {
+    let app = spawn_app().await;
+    let put = |token: Option<String>, name: &'static str, body: Value| {
+        let mut req = app.client.put(format!("{}/internal/v1/gpu-types/{name}", app.internal_addr)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let token = Some(app.settings.internal.token.clone());
+    assert_eq!(put(None, "A100", json!({"total_capacity": 4, "hourly_price_usd": "1"})).await.0, 401);
+    for (body, field) in [
+        (json!({"total_capacity": -1, "hourly_price_usd": "1"}), "total_capacity"),
+        (json!({"total_capacity": 4, "hourly_price_usd": "-1"}), "hourly_price_usd"),
+        (json!({"total_capacity": 4, "hourly_price_usd": "1.00001"}), "hourly_price_usd"),
+        (json!({"total_capacity": 4, "hourly_price_usd": "cheap"}), "hourly_price_usd"),
+    ] {
+        let (status, problem) = put(token.clone(), "A100", body).await;
+        assert_eq!(status, 422);
+        assert_eq!(problem["field"], field);
+    }
+    assert_eq!(put(token.clone(), "bad%20name", json!({"total_capacity": 4, "hourly_price_usd": "1"})).await.0, 422);
+    assert_eq!(app.get("/api/v1/gpu-types", &app.admin_key).await.body, json!([]));
+    let (status, body) = put(token.clone(), "A100", json!({"total_capacity": 4, "hourly_price_usd": 2.5})).await;
+    assert_eq!((status, body["hourly_price_usd"].as_str()), (200, Some("2.5")));
+    let (status, _) = put(token, "A100", json!({"total_capacity": 6, "hourly_price_usd": "3"})).await;
+    assert_eq!(status, 200);
+    let list = app.get("/api/v1/gpu-types", &app.admin_key).await;
+    assert_eq!(list.body[0]["total_capacity"], 6);
+    assert_eq!(list.body[0]["hourly_price"]["amount"], "3.00");
+}

@@ -112,20 +112,17 @@ pub async fn put_gpu_type(
     let cap = body.total_capacity;
     let mut conn = state.conn().await?;
     conn.transaction(async |c| {
-        diesel::insert_into(gpu_types::table)
-            .values((
-                gpu_types::gpu_type.eq(&gpu_type),
-                gpu_types::total_capacity.eq(cap),
-                gpu_types::hourly_price_usd.eq(price),
-                gpu_types::updated_at.eq(now),
-            ))
-            .on_conflict(gpu_types::gpu_type)
-            .do_nothing()
-            .execute(c)
-            .await?;
-        // Locked like a booking, so no booking slips in during the check.
-        let _: i32 = gpu_types::table.find(&gpu_type).select(gpu_types::total_capacity).for_update().first(c).await?;
-        if let Some(last) = capacity::last_booked_day(c, &gpu_type).await?
+        // Locked like a booking, so no booking slips in during the check. A
+        // type that does not exist yet has no bookings to check.
+        let exists = gpu_types::table
+            .find(&gpu_type)
+            .select(gpu_types::total_capacity)
+            .for_update()
+            .first::<i32>(c)
+            .await
+            .optional()?;
+        if exists.is_some()
+            && let Some(last) = capacity::last_booked_day(c, &gpu_type).await?
             && last >= today
         {
             let peak = capacity::peak_usage(c, &gpu_type, today, last).await?;

@@ -83,7 +83,11 @@ impl WebhookActor {
         };
         ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
             act.in_flight -= 1;
-            act.poll(ctx);
+            // Refill in batches (half the slots at a time): one lease query
+            // for many deliveries rather than one per delivery.
+            if act.in_flight <= act.settings.concurrency / 2 {
+                act.poll(ctx);
+            }
         }));
     }
 }

@@ -146,8 +146,15 @@ async fn last_used_at_is_batched_and_the_database_holds_no_key() {
     );
     app.get("/api/v1/teams", &key).await;
     app.state.api_keys.send(dumont::api_keys::actor::Flush).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let seen = app.get(&format!("/api/v1/api-keys/{id}"), &app.admin_key).await;
+    // The flush writes in the background: look for it for up to 10 s.
+    let mut seen = app.get(&format!("/api/v1/api-keys/{id}"), &app.admin_key).await;
+    for _ in 0..200 {
+        if seen.body["last_used_at"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        seen = app.get(&format!("/api/v1/api-keys/{id}"), &app.admin_key).await;
+    }
     assert!(seen.body["last_used_at"].is_string(), "{}", seen.text);
     // A full dump of the database never contains the secret (nor the bootstrap key).
     let dump = std::process::Command::new("pg_dump").arg(&app.db_url).output().expect("pg_dump");

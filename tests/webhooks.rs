@@ -79,7 +79,7 @@ impl Receiver {
     }
 
     async fn wait_for(&self, n: usize) -> Vec<Received> {
-        for _ in 0..200 {
+        for _ in 0..600 {
             if self.got().len() >= n {
                 break;
             }
@@ -87,6 +87,26 @@ impl Receiver {
         }
         self.got()
     }
+}
+
+/// Waits (up to 15 s) until the endpoint's newest delivery of `kind` has `n`
+/// attempts recorded: the clock may only be moved once the retry is
+/// scheduled. Returns that delivery first in the list.
+async fn recorded_of(app: &TestApp, ep: &str, kind: &str, n: usize) -> Value {
+    for _ in 0..600 {
+        let log = app.get(&format!("/api/v1/webhooks/{ep}/deliveries"), &app.admin_key).await;
+        if let Some(d) = log.body.as_array().and_then(|l| l.iter().find(|d| d["event_type"] == kind))
+            && d["attempt_log"].as_array().is_some_and(|a| a.len() >= n)
+        {
+            return json!([d]);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("attempt {n} to {ep} was never recorded");
+}
+
+async fn recorded(app: &TestApp, ep: &str, n: usize) -> Value {
+    recorded_of(app, ep, "instance.created", n).await
 }
 
 fn body_of(r: &Received) -> Value {
@@ -228,6 +248,7 @@ async fn a_failed_attempt_is_retried_with_the_same_id_and_the_log_shows_it() {
     let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
     instance(&app).await;
     rx.wait_for(1).await;
+    recorded(&app, &ep, 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.got().len(), 1, "not retried before its time");
     app.state.clock.advance(10);
@@ -235,10 +256,9 @@ async fn a_failed_attempt_is_retried_with_the_same_id_and_the_log_shows_it() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].id, got[1].id);
     assert_eq!(got[0].body, got[1].body);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let log = app.get(&format!("/api/v1/webhooks/{ep}/deliveries"), &app.admin_key).await;
-    let d = &log.body[0];
-    assert_eq!(d["state"], "succeeded", "{}", log.text);
+    let log = recorded(&app, &ep, 2).await;
+    let d = &log[0];
+    assert_eq!(d["state"], "succeeded", "{log}");
     assert_eq!(d["attempts"], 2);
     assert_eq!(d["attempt_log"][0]["status_code"], 500);
     assert_eq!(d["attempt_log"][1]["status_code"], 200);
@@ -280,7 +300,7 @@ async fn gone_disables_the_endpoint_and_is_audited() {
     let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
     instance(&app).await;
     rx.wait_for(1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    recorded(&app, &ep, 1).await;
     let e = app.get(&format!("/api/v1/webhooks/{ep}"), &app.admin_key).await;
     assert_eq!(e.body["enabled"], false, "{}", e.text);
     assert!(e.body["disabled_reason"].as_str().unwrap().contains("410"));
@@ -298,10 +318,10 @@ async fn an_endpoint_failing_for_five_days_is_disabled() {
     let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
     instance(&app).await;
     rx.wait_for(1).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    recorded(&app, &ep, 1).await;
     app.state.clock.advance(6 * 86400);
     rx.wait_for(2).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    recorded(&app, &ep, 2).await;
     let e = app.get(&format!("/api/v1/webhooks/{ep}"), &app.admin_key).await;
     assert_eq!(e.body["enabled"], false, "{}", e.text);
     assert!(e.body["disabled_reason"].as_str().unwrap().contains("5 days"));
@@ -313,7 +333,7 @@ async fn events_about_one_resource_arrive_in_order() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
     rx.respond(&[(503, None)]);
-    endpoint(&app, &rx.url, json!(["*"]), None).await;
+    let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
     let inst = instance(&app).await;
     rx.wait_for(1).await;
     // The stop happens while "created" is still failing: it must wait.
@@ -323,6 +343,7 @@ async fn events_about_one_resource_arrive_in_order() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let types: Vec<String> = rx.got().iter().map(|r| body_of(r)["type"].as_str().unwrap().to_string()).collect();
     assert_eq!(types, ["instance.created", "snapshot.created"], "another resource is not held up");
+    recorded(&app, &ep, 1).await;
     app.state.clock.advance(10);
     let got = rx.wait_for(4).await;
     let types: Vec<String> = got.iter().map(|r| body_of(r)["type"].as_str().unwrap().to_string()).collect();
@@ -453,10 +474,9 @@ async fn ssrf_targets_are_refused_at_registration_and_at_delivery() {
     .await
     .unwrap();
     instance(&app).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(rx.got().is_empty());
     let list = app.get("/api/v1/webhooks", &app.admin_key).await;
     let ep = list.body[0]["id"].as_str().unwrap();
-    let log = app.get(&format!("/api/v1/webhooks/{ep}/deliveries"), &app.admin_key).await;
-    assert!(log.body[0]["last_error"].as_str().unwrap().contains("not public"), "{}", log.text);
+    let log = recorded(&app, ep, 1).await;
+    assert!(rx.got().is_empty());
+    assert!(log[0]["last_error"].as_str().unwrap_or_default().contains("not public"), "{log}");
 }

@@ -322,37 +322,46 @@ pub async fn list_deliveries(
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.conn().await?;
     let e = find(&mut conn, principal.org_id, *id).await?;
-    let rows: Vec<DeliveryRow> = webhook_deliveries::table
-        .inner_join(webhook_events::table)
-        .filter(webhook_deliveries::endpoint_id.eq(e.id))
-        .order(webhook_deliveries::seq.desc())
-        .limit(100)
-        .select((
-            webhook_deliveries::id,
-            webhook_events::payload,
-            webhook_events::kind,
-            webhook_deliveries::state,
-            webhook_deliveries::attempts,
-            webhook_deliveries::next_attempt_at,
-            webhook_deliveries::last_status,
-            webhook_deliveries::last_error,
-            webhook_deliveries::created_at,
-            webhook_deliveries::completed_at,
-        ))
-        .load(&mut conn)
-        .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
-    let attempts: Vec<AttemptRow> = webhook_attempts::table
-        .filter(webhook_attempts::delivery_id.eq_any(&ids))
-        .order(webhook_attempts::attempted_at.asc())
-        .select((
-            webhook_attempts::delivery_id,
-            webhook_attempts::attempted_at,
-            webhook_attempts::status_code,
-            webhook_attempts::latency_ms,
-            webhook_attempts::error,
-        ))
-        .load(&mut conn)
+    // One snapshot for both reads, so a delivery and its attempts agree.
+    let (rows, attempts) = conn
+        .build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |c| {
+            let rows: Vec<DeliveryRow> = webhook_deliveries::table
+                .inner_join(webhook_events::table)
+                .filter(webhook_deliveries::endpoint_id.eq(e.id))
+                .order(webhook_deliveries::seq.desc())
+                .limit(100)
+                .select((
+                    webhook_deliveries::id,
+                    webhook_events::payload,
+                    webhook_events::kind,
+                    webhook_deliveries::state,
+                    webhook_deliveries::attempts,
+                    webhook_deliveries::next_attempt_at,
+                    webhook_deliveries::last_status,
+                    webhook_deliveries::last_error,
+                    webhook_deliveries::created_at,
+                    webhook_deliveries::completed_at,
+                ))
+                .load(c)
+                .await?;
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+            let attempts: Vec<AttemptRow> = webhook_attempts::table
+                .filter(webhook_attempts::delivery_id.eq_any(&ids))
+                .order(webhook_attempts::attempted_at.asc())
+                .select((
+                    webhook_attempts::delivery_id,
+                    webhook_attempts::attempted_at,
+                    webhook_attempts::status_code,
+                    webhook_attempts::latency_ms,
+                    webhook_attempts::error,
+                ))
+                .load(c)
+                .await?;
+            Ok::<_, diesel::result::Error>((rows, attempts))
+        })
         .await?;
     let out: Vec<Delivery> = rows
         .into_iter()

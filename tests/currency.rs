@@ -380,6 +380,9 @@ async fn when_every_provider_fails_the_old_rates_stay_and_turn_stale() {
     assert_eq!(refresh(&app).await["status"], "failed");
     let x = app.get("/api/v1/exchange-rates", &app.admin_key).await;
     assert_eq!((x.body["stale"].clone(), x.body["as_of"].clone()), (json!(true), json!("2026-12-02")), "{}", x.text);
+    let ready = app.client.get(format!("{}/readyz", app.addr)).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "stale rates do not make the server unready");
+    assert_eq!(ready.json::<Value>().await.unwrap()["exchange_rates"], "stale");
     let list = app.get("/api/v1/currencies", &app.admin_key).await.body;
     assert!(list.as_array().unwrap().iter().all(|c| c["stale"] == true), "{list}");
     // Stale rates still convert: an old rate beats no answer, and the flag says so.
@@ -390,6 +393,8 @@ async fn when_every_provider_fails_the_old_rates_stay_and_turn_stale() {
     p.set("fallback", FALLBACK);
     assert_eq!(refresh(&app).await["status"], "updated");
     assert_eq!(app.get("/api/v1/exchange-rates", &app.admin_key).await.body["stale"], false);
+    let ready: Value = app.client.get(format!("{}/readyz", app.addr)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["exchange_rates"], "ok");
 }
 
 #[actix_web::test]

@@ -22,6 +22,10 @@ pub struct Readiness {
     pub redis: &'static str,
     /// "ready", "degraded" (Redis down) or "unavailable" (PostgreSQL down).
     pub status: &'static str,
+    /// Exchange rates: "ok", "stale" (no provider confirmed them for
+    /// `currency.stale_after_secs`) or "none" (non-USD amounts answer 503).
+    /// Informational: it does not change the status code.
+    pub exchange_rates: &'static str,
 }
 
 /// Ready: PostgreSQL reachable (503 otherwise); Redis state reported.
@@ -33,7 +37,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(_) => false,
     };
     let redis = state.cache.ping().await;
+    let exchange_rates = match state.currency.board.load() {
+        None => "none",
+        Some(s) if s.is_stale(state.clock.now(), state.settings.currency.stale_after_secs) => "stale",
+        Some(_) => "ok",
+    };
     let body = Readiness {
+        exchange_rates,
         postgres: if pg { "ok" } else { "down" },
         redis: if redis { "ok" } else { "down" },
         status: match (pg, redis) {

@@ -399,16 +399,21 @@ pub async fn test_webhook(
     let now = state.clock.now();
     let mut conn = state.conn().await?;
     let e = find(&mut conn, principal.org_id, *id).await?;
-    let event = outbox::enqueue_to(
-        &mut conn,
-        principal.org_id,
-        &[e.id],
-        events::WEBHOOK_PING,
-        &format!("ping:{}", e.id),
-        serde_json::json!({"endpoint_id": e.id}),
-        now,
-    )
-    .await?;
+    // The event and its delivery together, or neither.
+    let event = conn
+        .transaction(async |c| {
+            outbox::enqueue_to(
+                c,
+                principal.org_id,
+                &[e.id],
+                events::WEBHOOK_PING,
+                &format!("ping:{}", e.id),
+                serde_json::json!({"endpoint_id": e.id}),
+                now,
+            )
+            .await
+        })
+        .await?;
     state.kick_webhooks();
     Ok(HttpResponse::Accepted().json(serde_json::json!({"event_id": format!("msg_{}", event.simple())})))
 }

@@ -226,6 +226,10 @@ async fn run() {
         auth_us[1].0, auth_us[1].1
     );
 
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "http") {
+        return;
+    }
+
     // --- Audit: audited action, bulk ingestion, raw insert ---
     println!("\nAudit log (issue 5)");
     let script = std::env::temp_dir().join("dumont-bench-credit.lua");

@@ -146,9 +146,9 @@ async fn last_used_at_is_batched_and_the_database_holds_no_key() {
     );
     app.get("/api/v1/teams", &key).await;
     app.state.api_keys.send(dumont::api_keys::actor::Flush).await.unwrap();
-    // The flush writes in the background: look for it for up to 10 s.
+    // The flush writes in the background: look for it for up to 30 s.
     let mut seen = app.get(&format!("/api/v1/api-keys/{id}"), &app.admin_key).await;
-    for _ in 0..200 {
+    for _ in 0..600 {
         if seen.body["last_used_at"].is_string() {
             break;
         }

@@ -158,6 +158,7 @@ async fn platform_events_need_the_internal_token_and_a_known_type_and_org() {
 #[actix_web::test]
 async fn filters_pagination_and_the_json_body_form() {
     let app = spawn_app().await;
+    let today = app.state.clock.now().format("%Y-%m-%d").to_string();
     let team = app.team("T").await;
     for n in 0..3 {
         app.post(
@@ -167,7 +168,6 @@ async fn filters_pagination_and_the_json_body_form() {
         )
         .await;
     }
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let r = app
         .get(
             &format!("/api/v1/audit/logs?start_date={today}&end_date={today}&action=instance.create&limit=2"),

@@ -108,6 +108,16 @@ async fn start(settings: Settings, org_id: Uuid, admin_id: Uuid, admin_email: St
     let state = app.state.clone();
     actix_web::rt::spawn(app.public);
     actix_web::rt::spawn(app.internal);
+    // Redis connects in the background; tests that expect it wait for it
+    // (those that point it at a dead port do not).
+    if !settings.redis.url.ends_with(":1") {
+        let mut tries = 0;
+        while !state.cache.ping().await {
+            tries += 1;
+            assert!(tries < 300, "Redis at {} never answered", settings.redis.url);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
     TestApp {
         addr,
         internal_addr,

@@ -278,6 +278,32 @@ async fn no_privilege_escalation() {
 }
 
 #[actix_web::test]
+async fn a_role_cannot_be_widened_where_the_editor_only_views() {
+    let app = spawn_app().await;
+    let (a, b) = (app.team("A").await, app.team("B").await);
+    // Admin in A (so admin:update org-wide), viewer in B.
+    let (lead, lead_token) = app.member("lead@acme.test", a, "admin").await;
+    app.add_member(b, lead, "viewer").await;
+    let r = app.post("/api/v1/roles", &app.admin_key, json!({"name": "reader", "permissions": ["instances:read"]})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (_, other) = app.member("other@acme.test", b, "reader").await;
+    let wider = json!({"permissions": ["instances:*"]});
+    let r = app.patch("/api/v1/roles/reader", &lead_token, wider.clone()).await;
+    assert_problem(&r, 403);
+    assert!(r.body["missing_permission"].as_str().unwrap().contains("instances:"), "{}", r.text);
+    assert_eq!(app.get("/api/v1/roles/reader", &app.admin_key).await.body["permissions"], json!(["instances:read"]));
+    let team_b = app.post("/api/v1/instances", &app.admin_key, json!({"name": "i", "gpu_type": "A100", "gpu_count": 1, "team_id": b})).await;
+    let inst = team_b.body["id"].as_str().unwrap();
+    assert_problem(&app.delete(&format!("/api/v1/instances/{inst}"), &other).await, 403);
+    // Held only in A, where the lead is admin, the same edit is allowed.
+    app.post("/api/v1/roles", &app.admin_key, json!({"name": "a_reader", "permissions": ["instances:read"]})).await;
+    let (y, _) = app.user("y@acme.test").await;
+    app.add_member(a, y, "a_reader").await;
+    let r = app.patch("/api/v1/roles/a_reader", &lead_token, wider).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[actix_web::test]
 async fn the_last_org_wide_admin_cannot_be_demoted() {
     let app = spawn_app().await;
     let admin = app.admin_id;

@@ -79,7 +79,7 @@ impl Receiver {
     }
 
     async fn wait_for(&self, n: usize) -> Vec<Received> {
-        for _ in 0..600 {
+        for _ in 0..1200 {
             if self.got().len() >= n {
                 break;
             }
@@ -312,6 +312,49 @@ async fn gone_disables_the_endpoint_and_is_audited() {
     instance(&app).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.got().len(), 1, "a disabled endpoint gets nothing");
+}
+
+#[actix_web::test]
+async fn a_disabled_endpoints_backlog_is_paused_and_blocks_no_one() {
+    let app = spawn_app().await;
+    let (rx_a, rx_b) = (Receiver::start().await, Receiver::start().await);
+    // More failing deliveries than the workers' claim batch (16).
+    rx_a.respond(&[(500, None); 20]);
+    let (a, _) = endpoint(&app, &rx_a.url, json!(["instance.created"]), None).await;
+    endpoint(&app, &rx_b.url, json!(["snapshot.created"]), None).await;
+    for _ in 0..20 {
+        instance(&app).await;
+    }
+    rx_a.wait_for(20).await;
+    let mut log = Value::Null;
+    for _ in 0..600 {
+        log = app.get(&format!("/api/v1/webhooks/{a}/deliveries"), &app.admin_key).await.body;
+        let tried = log.as_array().map_or(0, |l| l.iter().filter(|d| d["attempt_log"][0].is_object()).count());
+        if tried == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.patch(&format!("/api/v1/webhooks/{a}"), &app.admin_key, json!({"enabled": false})).await.status,
+        200
+    );
+    // Every retry of A's backlog is now due, and older than anything new.
+    app.state.clock.advance(60);
+    platform(&app, "snapshot.created", "snap_1").await;
+    assert_eq!(rx_b.wait_for(1).await.len(), 1, "another endpoint is not held up");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx_a.got().len(), 20, "a disabled endpoint gets nothing");
+    // Test pings and manual retries are refused while disabled.
+    assert_problem(&app.post(&format!("/api/v1/webhooks/{a}/test"), &app.admin_key, json!({})).await, 409);
+    let one = log[0]["id"].as_str().unwrap();
+    assert_problem(
+        &app.post(&format!("/api/v1/webhooks/deliveries/{one}/retry"), &app.admin_key, json!({})).await,
+        409,
+    );
+    // Enabled again, the backlog resumes.
+    assert_eq!(app.patch(&format!("/api/v1/webhooks/{a}"), &app.admin_key, json!({"enabled": true})).await.status, 200);
+    assert_eq!(rx_a.wait_for(40).await.len(), 40);
 }
 
 #[actix_web::test]

@@ -72,6 +72,30 @@ fn check_permissions(principal: &Principal, perms: &[String]) -> ApiResult<Vec<S
     Ok(list)
 }
 
+/// Editing a role changes what its holders get where they hold it: the
+/// caller must be able to grant `perms` in every team where the role is
+/// held, and org-wide when it is someone's org-wide role. (Holding them in
+/// some other team is not enough: that would let a team's admin widen a
+/// role used in a team they only view.)
+async fn check_holders(
+    c: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    role: Uuid,
+    perms: PermSet,
+) -> ApiResult<()> {
+    let teams: Vec<Uuid> =
+        team_members::table.filter(team_members::role_id.eq(role)).select(team_members::team_id).distinct().load(c).await?;
+    let org_wide: i64 = users::table.filter(users::org_role_id.eq(role)).count().get_result(c).await?;
+    let scopes = teams.into_iter().map(Some).chain((org_wide > 0).then_some(None));
+    for scope in scopes {
+        let missing = perms.minus(principal.perms.grantable(scope));
+        if missing != PermSet::EMPTY {
+            return Err(ApiError::forbidden(missing.to_strings().join(", ")));
+        }
+    }
+    Ok(())
+}
+
 async fn find(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Role> {
     let mut conn = state.conn().await?;
     find_role(&mut conn, principal.org_id, id).await?.ok_or_else(|| ApiError::not_found("role"))
@@ -183,8 +207,14 @@ pub async fn update_role(
     let now = state.clock.now();
     let org = principal.org_id;
     let mut conn = state.conn().await?;
+    let granted = PermSet::parse_lossy(&before.permissions)
+        .union(permissions.as_deref().map(PermSet::parse_lossy).unwrap_or(PermSet::EMPTY));
     let (role, version) = conn
         .transaction(async |c| {
+            // Lock the role so that the holders checked are the holders it has
+            // when the change commits (assignments lock it too, by foreign key).
+            roles::table.find(before.id).select(roles::id).for_update().first::<Uuid>(c).await?;
+            check_holders(c, &principal, before.id, granted).await?;
             let role: Role = diesel::update(roles::table.find(before.id))
                 .set((
                     roles::name.eq(name.as_ref().unwrap_or(&before.name)),

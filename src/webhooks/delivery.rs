@@ -40,7 +40,9 @@ pub struct Claimed {
     pub payload: serde_json::Value,
 }
 
-/// Leases up to `n` due deliveries. A delivery waits while an older one for
+/// Leases up to `n` due deliveries of enabled endpoints (a disabled
+/// endpoint's backlog is paused, never in the way, and resumes when it is
+/// enabled again). A delivery waits while an older one for
 /// the same endpoint and resource is pending (ordering); one leased by a
 /// worker that died becomes due again when its lease lapses.
 pub async fn claim(
@@ -73,6 +75,7 @@ async fn claim_query(
     diesel::sql_query(
         "WITH due AS (
             SELECT d.id FROM webhook_deliveries d
+              JOIN webhook_endpoints we ON we.id = d.endpoint_id AND we.enabled
              WHERE d.state = 'pending' AND d.next_attempt_at <= $1
                AND (d.lease_until IS NULL OR d.lease_until < $1)
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o
@@ -80,7 +83,7 @@ async fn claim_query(
                                   AND o.state = 'pending' AND o.seq < d.seq)
              ORDER BY d.next_attempt_at, d.seq
              LIMIT $3
-             FOR UPDATE SKIP LOCKED)
+             FOR UPDATE OF d SKIP LOCKED)
          UPDATE webhook_deliveries d
             SET lease_until = $1 + make_interval(secs => $2), attempts = d.attempts + 1
            FROM due, webhook_events e, webhook_endpoints w
@@ -122,7 +125,10 @@ pub fn client(s: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(s.connect_timeout_secs))
         .timeout(Duration::from_secs(s.timeout_secs))
-        .user_agent("Dumont-Webhooks/1.0");
+        .user_agent("Dumont-Webhooks/1.0")
+        // A proxy from the environment would resolve and dial the target
+        // itself, past the vetting resolver below.
+        .no_proxy();
     if !s.allow_private_targets {
         b = b.https_only(true).dns_resolver(std::sync::Arc::new(ssrf::PublicOnlyResolver));
     }
@@ -182,8 +188,7 @@ pub async fn send(
         .await;
     match res {
         Ok(r) => {
-            let retry_after =
-                r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+            let retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry_after_secs);
             Outcome {
                 status: Some(r.status().as_u16()),
                 error: None,
@@ -193,6 +198,18 @@ pub async fn send(
         }
         Err(e) => Outcome::failed(error_text(&e), started),
     }
+}
+
+/// `Retry-After` in either form RFC 9110 allows: delay-seconds or an
+/// HTTP-date (compared with the real wall clock, which is what the
+/// receiver's date refers to).
+fn retry_after_secs(v: &str) -> Option<i64> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<i64>() {
+        return Some(secs.max(0));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).map_or(0, |d| d.as_secs() as i64))
 }
 
 fn error_text(e: &reqwest::Error) -> String {
@@ -236,17 +253,26 @@ pub async fn record(
             ))
             .execute(t)
             .await?;
-        let target = webhook_deliveries::table.find(c.delivery_id);
+        // Still ours? A worker whose lease lapsed may find the delivery
+        // claimed again (attempts moved on) or finished by another worker:
+        // its attempt is history, but it must not overwrite the outcome.
+        let target = webhook_deliveries::table
+            .find(c.delivery_id)
+            .filter(webhook_deliveries::state.eq("pending"))
+            .filter(webhook_deliveries::attempts.eq(c.attempts));
         let last = (
             webhook_deliveries::last_status.eq(o.status.map(i32::from)),
             webhook_deliveries::last_error.eq(&o.error),
             webhook_deliveries::lease_until.eq(None::<DateTime<Utc>>),
         );
         if success {
-            diesel::update(target)
+            let moved = diesel::update(target)
                 .set((webhook_deliveries::state.eq("succeeded"), webhook_deliveries::completed_at.eq(now), last))
                 .execute(t)
                 .await?;
+            if moved == 0 {
+                return Ok(());
+            }
             // Only when a failing streak ends: otherwise every delivery to an
             // endpoint would queue on its row.
             diesel::update(webhook_endpoints::table.find(c.endpoint_id))
@@ -257,7 +283,7 @@ pub async fn record(
             return Ok(());
         }
         let delay = if gone { None } else { next_delay_secs(c.attempts, o.retry_after, s.max_retry_after_secs) };
-        match delay {
+        let moved = match delay {
             Some(d) => {
                 diesel::update(target)
                     .set((webhook_deliveries::next_attempt_at.eq(now + chrono::Duration::seconds(d)), last))
@@ -271,6 +297,9 @@ pub async fn record(
                     .await?
             }
         };
+        if moved == 0 {
+            return Ok(());
+        }
         let (failing_since, enabled): (Option<DateTime<Utc>>, bool) =
             diesel::update(webhook_endpoints::table.find(c.endpoint_id))
                 .set(

@@ -399,6 +399,9 @@ pub async fn test_webhook(
     let now = state.clock.now();
     let mut conn = state.conn().await?;
     let e = find(&mut conn, principal.org_id, *id).await?;
+    if !e.enabled {
+        return Err(ApiError::Conflict("the endpoint is disabled; enable it to send a test".into()));
+    }
     // The event and its delivery together, or neither.
     let event = conn
         .transaction(async |c| {
@@ -430,11 +433,13 @@ pub async fn retry_delivery(
 ) -> ApiResult<HttpResponse> {
     let now = state.clock.now();
     let mut conn = state.conn().await?;
+    let enabled_endpoints = webhook_endpoints::table.filter(webhook_endpoints::enabled).select(webhook_endpoints::id);
     let n = diesel::update(
         webhook_deliveries::table
             .filter(webhook_deliveries::id.eq(*id))
             .filter(webhook_deliveries::org_id.eq(principal.org_id))
-            .filter(webhook_deliveries::state.ne("pending")),
+            .filter(webhook_deliveries::state.ne("pending"))
+            .filter(webhook_deliveries::endpoint_id.eq_any(enabled_endpoints)),
     )
     .set((
         webhook_deliveries::state.eq("pending"),
@@ -446,15 +451,17 @@ pub async fn retry_delivery(
     .execute(&mut conn)
     .await?;
     if n == 0 {
-        let exists: i64 = webhook_deliveries::table
+        let found: Option<(String, bool)> = webhook_deliveries::table
+            .inner_join(webhook_endpoints::table)
             .filter(webhook_deliveries::id.eq(*id).and(webhook_deliveries::org_id.eq(principal.org_id)))
-            .count()
-            .get_result(&mut conn)
-            .await?;
-        return Err(if exists > 0 {
-            ApiError::Conflict("the delivery is still pending".into())
-        } else {
-            ApiError::not_found("delivery")
+            .select((webhook_deliveries::state, webhook_endpoints::enabled))
+            .first(&mut conn)
+            .await
+            .optional()?;
+        return Err(match found {
+            None => ApiError::not_found("delivery"),
+            Some((_, false)) => ApiError::Conflict("the endpoint is disabled; enable it to retry".into()),
+            Some(_) => ApiError::Conflict("the delivery is still pending".into()),
         });
     }
     state.kick_webhooks();

@@ -40,21 +40,32 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (s[0] & 0xfe00) == 0xfc00 // unique local, including fd00:ec2::254
                 || (s[0] & 0xffc0) == 0xfe80 // link-local
                 || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo: tunnels to an address we cannot vet
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 (RFC 8215)
+                || (s[0] == 0x100 && s[1..4] == [0, 0, 0])) // discard-only
         }
     }
 }
 
-/// IPv4 hidden in IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d) and
-/// NAT64 (64:ff9b::a.b.c.d).
+/// IPv4 hidden in IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d),
+/// translated (::ffff:0:a.b.c.d), NAT64 (64:ff9b::a.b.c.d) and 6to4
+/// (2002:AABB:CCDD::/48 routes to a.b.c.d).
 fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = v6.segments();
-    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    let tail = v4(s[6], s[7]);
     if s[..5] == [0, 0, 0, 0, 0] && (s[5] == 0xffff || (s[5] == 0 && (s[6] != 0 || s[7] > 1))) {
+        return Some(tail);
+    }
+    if s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
         return Some(tail);
     }
     if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
         return Some(tail);
+    }
+    if s[0] == 0x2002 {
+        return Some(v4(s[1], s[2]));
     }
     None
 }
@@ -164,10 +175,16 @@ mod tests {
             "192.0.2.1",
             "198.18.0.1",
             "240.0.0.1",
+            "64:ff9b:1::a00:1",
+            "2002:0a00:0001::1",
+            "2002:a9fe:a9fe::",
+            "::ffff:0:127.0.0.1",
+            "2001:0:4136:e378::1",
+            "100::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+        for public in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "2002:0808:0808::1"] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

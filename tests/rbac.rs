@@ -284,7 +284,8 @@ async fn a_role_cannot_be_widened_where_the_editor_only_views() {
     // Admin in A (so admin:update org-wide), viewer in B.
     let (lead, lead_token) = app.member("lead@acme.test", a, "admin").await;
     app.add_member(b, lead, "viewer").await;
-    let r = app.post("/api/v1/roles", &app.admin_key, json!({"name": "reader", "permissions": ["instances:read"]})).await;
+    let r =
+        app.post("/api/v1/roles", &app.admin_key, json!({"name": "reader", "permissions": ["instances:read"]})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let (_, other) = app.member("other@acme.test", b, "reader").await;
     let wider = json!({"permissions": ["instances:*"]});
@@ -292,7 +293,13 @@ async fn a_role_cannot_be_widened_where_the_editor_only_views() {
     assert_problem(&r, 403);
     assert!(r.body["missing_permission"].as_str().unwrap().contains("instances:"), "{}", r.text);
     assert_eq!(app.get("/api/v1/roles/reader", &app.admin_key).await.body["permissions"], json!(["instances:read"]));
-    let team_b = app.post("/api/v1/instances", &app.admin_key, json!({"name": "i", "gpu_type": "A100", "gpu_count": 1, "team_id": b})).await;
+    let team_b = app
+        .post(
+            "/api/v1/instances",
+            &app.admin_key,
+            json!({"name": "i", "gpu_type": "A100", "gpu_count": 1, "team_id": b}),
+        )
+        .await;
     let inst = team_b.body["id"].as_str().unwrap();
     assert_problem(&app.delete(&format!("/api/v1/instances/{inst}"), &other).await, 403);
     // Held only in A, where the lead is admin, the same edit is allowed.

@@ -83,8 +83,12 @@ async fn check_holders(
     role: Uuid,
     perms: PermSet,
 ) -> ApiResult<()> {
-    let teams: Vec<Uuid> =
-        team_members::table.filter(team_members::role_id.eq(role)).select(team_members::team_id).distinct().load(c).await?;
+    let teams: Vec<Uuid> = team_members::table
+        .filter(team_members::role_id.eq(role))
+        .select(team_members::team_id)
+        .distinct()
+        .load(c)
+        .await?;
     let org_wide: i64 = users::table.filter(users::org_role_id.eq(role)).count().get_result(c).await?;
     let scopes = teams.into_iter().map(Some).chain((org_wide > 0).then_some(None));
     for scope in scopes {

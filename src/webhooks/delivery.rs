@@ -349,3 +349,19 @@ pub async fn record(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::retry_after_secs;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        assert_eq!(retry_after_secs(" 120 "), Some(120));
+        assert_eq!(retry_after_secs("-5"), Some(0));
+        let in_90 = std::time::SystemTime::now() + std::time::Duration::from_secs(90);
+        let secs = retry_after_secs(&httpdate::fmt_http_date(in_90)).unwrap();
+        assert!((88..=90).contains(&secs), "{secs}");
+        assert_eq!(retry_after_secs("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0), "a past date: now");
+        assert_eq!(retry_after_secs("soon"), None);
+    }
+}

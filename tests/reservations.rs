@@ -77,6 +77,14 @@ async fn prices_are_exact_decimals() {
     // 1 x 168 x 1.275 = 214.20
     assert_eq!(r.body["price"]["amount"], "214.20");
     assert_eq!(balance(&app).await, "694.00");
+    // 1 x 24 x 1.2345 = 29.628: charged as 29.63, so three charges leave
+    // 694.00 - 88.89 = 605.11 (unrounded charges would leave 605.116 -> "605.12").
+    gpu(&app, "L4", 10, "1.2345").await;
+    for offset in 2..5 {
+        let r = reserve(&app, &app.admin_key, "L4", 1, &day(offset), &day(offset)).await;
+        assert_eq!(r.body["price"]["amount"], "29.63", "{}", r.text);
+    }
+    assert_eq!(balance(&app).await, "605.11");
 }
 
 #[actix_web::test]
@@ -94,6 +102,7 @@ async fn invalid_requests_book_nothing_and_charge_nothing() {
         (json!({"gpu_type": "A100", "quantity": 1, "start_date": "tomorrow", "end_date": day(2)}), "start_date"),
         (json!({"gpu_type": "A100", "quantity": 1, "start_date": day(1)}), "end_date"),
         (json!({"quantity": 1, "start_date": day(1), "end_date": day(2)}), "gpu_type"),
+        (json!({"gpu_type": "A100", "start_date": day(1), "end_date": day(2)}), "quantity"),
         (json!({"gpu_type": "A100", "quantity": 1, "start_date": day(1), "end_date": day(400)}), "end_date"),
         (
             json!({"gpu_type": "A100", "quantity": 1, "start_date": day(1), "end_date": day(2), "team_id": uuid::Uuid::new_v4()}),

@@ -53,6 +53,11 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal>
     // Redis round trip and no database work.
     let mut conn: Option<crate::db::DbConn> = None;
     let presented = if api_keys::format::looks_like_key(token) {
+        // A mistyped key (bad checksum) is refused before any pool checkout,
+        // so it is a 401 even when the database is down or saturated.
+        if !api_keys::format::is_well_formed(token) {
+            return Err(ApiError::unauthenticated());
+        }
         let rec = match state.keys.cached(token, now) {
             Some(hit) => hit,
             None => state

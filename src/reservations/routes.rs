@@ -158,7 +158,10 @@ pub async fn create_reservation(
                 });
             }
             let hours = Decimal::from(dates::days(start, end) * 24);
-            let price = Decimal::from(quantity) * hours * hourly;
+            // Hourly prices have 4 decimals; the charge is rounded to the cent
+            // once, here, so what is debited, shown, audited and refunded agree.
+            let price = (Decimal::from(quantity) * hours * hourly)
+                .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
             let change = ledger::debit(c, org, price, now).await?;
             let row: Row = diesel::insert_into(reservations::table)
                 .values((

@@ -159,11 +159,15 @@ impl Settings {
         let mut builder = config::Config::builder()
             .add_source(config::File::from(dir.join("default.toml")).required(true))
             .add_source(config::File::from(dir.join(format!("{env}.toml"))).required(false));
-        if let Ok(url) = std::env::var("DATABASE_URL") {
-            builder = builder.set_override("database.url", url)?;
-        }
-        if let Ok(url) = std::env::var("REDIS_URL") {
-            builder = builder.set_override("redis.url", url)?;
+        // The conventional names sit between the files and DUMONT__ variables:
+        // an override would otherwise beat DUMONT__DATABASE__URL too.
+        for (conventional, ours, key) in [
+            ("DATABASE_URL", "DUMONT__DATABASE__URL", "database.url"),
+            ("REDIS_URL", "DUMONT__REDIS__URL", "redis.url"),
+        ] {
+            if let (Ok(url), Err(_)) = (std::env::var(conventional), std::env::var(ours)) {
+                builder = builder.set_override(key, url)?;
+            }
         }
         let settings: Settings = builder
             .add_source(

@@ -402,6 +402,21 @@ async fn permission_check_explains_the_decision() {
     let r = app.get("/api/v1/permissions/check?permission=instances:*", &token).await;
     assert_problem(&r, 400);
     assert_eq!(r.body["field"], "permission");
+    // Asked with an API key, the answer is what that key may do.
+    let k = app.post("/api/v1/api-keys", &token, json!({"name": "ro", "scopes": ["instances:read"]})).await;
+    let key = k.body["key"].as_str().unwrap();
+    let r = app.get(&format!("/api/v1/permissions/check?permission=instances:create&team_id={team}"), key).await;
+    assert_eq!(
+        (r.body["allowed"].clone(), r.body["key_scopes_allow"].clone()),
+        (json!(false), json!(false)),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["granted_by"][0]["role"], "developer", "the role grants it; the key does not");
+    let r = app.get(&format!("/api/v1/permissions/check?permission=instances:read&team_id={team}"), key).await;
+    assert_eq!((r.body["allowed"].clone(), r.body["key_scopes_allow"].clone()), (json!(true), json!(true)));
+    let r = app.get(&format!("/api/v1/permissions/check?permission=instances:read&team_id={team}"), &token).await;
+    assert!(r.body.get("key_scopes_allow").is_none(), "{}", r.text);
 }
 
 #[actix_web::test]

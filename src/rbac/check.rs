@@ -37,8 +37,13 @@ pub struct CheckResult {
     pub permission: String,
     pub user_id: Uuid,
     pub team_id: Option<Uuid>,
-    /// The roles that grant it (empty when denied).
+    /// The roles that grant it (empty when no role does).
     pub granted_by: Vec<Grant>,
+    /// Present when the caller asks about themselves with an API key:
+    /// whether the key's scopes let the permission through. `allowed` is
+    /// then what a request made with this key would get.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_scopes_allow: Option<bool>,
 }
 
 /// Explains a permission decision for the caller (or, for admins, anyone in the org).
@@ -99,8 +104,12 @@ pub async fn check_permission(
             granted_by.push(Grant { role: name, scope: "team", team_id: Some(team) });
         }
     }
+    let key_scopes_allow = (user == principal.user_id
+        && matches!(principal.credential, crate::auth::principal::Credential::ApiKey(_)))
+    .then(|| principal.perms.allows(p, q.team_id));
     Ok(HttpResponse::Ok().json(CheckResult {
-        allowed: !granted_by.is_empty(),
+        allowed: !granted_by.is_empty() && key_scopes_allow.unwrap_or(true),
+        key_scopes_allow,
         permission: p.to_string(),
         user_id: user,
         team_id: q.team_id,

@@ -168,19 +168,29 @@ async fn run() {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
 
+    // BENCH_ONLY=serve: keep the server up for profiling by hand.
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "serve") {
+        println!("base={base}\nsession={session}\nkey={key}\nbare=http://127.0.0.1:{bare_port}/bare");
+        actix_web::rt::time::sleep(Duration::from_secs(600)).await;
+        return;
+    }
+
     // --- HTTP: bare vs authorized ---
     let team_url = format!("{base}/api/v1/teams/{team_id}");
     let bare_r = wrk(&format!("http://127.0.0.1:{bare_port}/bare"), None, None).await;
     let sess_r = wrk(&team_url, Some(&session), None).await;
     let key_r = wrk(&team_url, Some(&key), None).await;
     let health_r = wrk(&format!("{base}/healthz"), None, None).await;
-    let cached_r = wrk(&format!("{base}/api/v1/currencies"), Some(&session), None).await;
+    let mine_url = format!("{base}/api/v1/users/me/permissions");
+    let mine_sess = wrk(&mine_url, Some(&session), None).await;
+    let mine_key = wrk(&mine_url, Some(&key), None).await;
     println!("\nHTTP throughput (issue 3 and 4)");
     row("bare actix-web handler (baseline)", &bare_r, &bare_r);
     row("GET /healthz (public, through the guard)", &health_r, &bare_r);
     row("GET /api/v1/teams/{id} with a session token", &sess_r, &bare_r);
     row("GET /api/v1/teams/{id} with an API key", &key_r, &bare_r);
-    row("GET /api/v1/currencies (session; no database)", &cached_r, &bare_r);
+    row("GET /api/v1/users/me/permissions, session (cache)", &mine_sess, &bare_r);
+    row("GET /api/v1/users/me/permissions, API key (cache)", &mine_key, &bare_r);
 
     // --- In-process: the permission check itself, and whole authentication ---
     let eff = dumont::auth::credential::authenticate(&state, &session).await.unwrap().perms;

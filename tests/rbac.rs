@@ -420,6 +420,36 @@ async fn permission_check_explains_the_decision() {
 }
 
 #[actix_web::test]
+async fn my_permissions_lists_what_the_caller_may_do() {
+    let app = spawn_app().await;
+    let team = app.team("T").await;
+    let (user, token) = app.member("u@acme.test", team, "developer").await;
+    let r = app.get("/api/v1/users/me/permissions", &token).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["user_id"], user.to_string());
+    assert_eq!(r.body["org_wide"], json!([]));
+    assert_eq!(r.body["api_key"], false);
+    assert_eq!(r.body["teams"][0]["team_id"], team.to_string());
+    let perms: Vec<&str> =
+        r.body["teams"][0]["permissions"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    for p in ["instances:create", "instances:delete", "billing:read", "team:read"] {
+        assert!(perms.contains(&p), "{p} in {perms:?}");
+    }
+    assert!(!perms.contains(&"billing:update") && !perms.contains(&"admin:read"), "{perms:?}");
+    // A key sees its scopes only; a role change shows on the next request.
+    let k = app.post("/api/v1/api-keys", &token, json!({"name": "ro", "scopes": ["instances:read"]})).await;
+    let key = k.body["key"].as_str().unwrap();
+    let r = app.get("/api/v1/users/me/permissions", key).await;
+    assert_eq!(r.body["teams"][0]["permissions"], json!(["instances:read"]));
+    assert_eq!(r.body["api_key"], true);
+    app.patch(&format!("/api/v1/teams/{team}/members/{user}"), &app.admin_key, json!({"role": "billing"})).await;
+    let r = app.get("/api/v1/users/me/permissions", &token).await;
+    let perms = r.body["teams"][0]["permissions"].as_array().unwrap();
+    assert!(perms.contains(&json!("billing:update")) && !perms.contains(&json!("instances:create")), "{}", r.text);
+    assert_problem(&app.request(reqwest::Method::GET, "/api/v1/users/me/permissions", None, None).await, 401);
+}
+
+#[actix_web::test]
 async fn teams_crud_and_member_changes_are_audited_with_before_and_after() {
     let app = spawn_app().await;
     let team = app.team("T").await;

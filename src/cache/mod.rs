@@ -2,7 +2,9 @@
 //! reports failure as `None`/`false`, so callers fall back to PostgreSQL.
 //! When Redis is unreachable at start-up a background task keeps trying.
 
-use std::sync::Arc;
+mod coalesce;
+
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -18,6 +20,28 @@ struct Inner {
     conn: ArcSwapOption<ConnectionManager>,
     prefix: String,
     timeout: Duration,
+    /// The coalescing reader of `mget` (absent for a disconnected cache).
+    reads: OnceLock<tokio::sync::mpsc::UnboundedSender<coalesce::Read>>,
+}
+
+impl Inner {
+    async fn run<T, F>(&self, f: impl FnOnce(ConnectionManager) -> F) -> Option<T>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.conn.load_full().map(|c| (*c).clone())?;
+        match tokio::time::timeout(self.timeout, f(conn)).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "redis command failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("redis command timed out");
+                None
+            }
+        }
+    }
 }
 
 /// Sets KEYS[1] to ARGV[1] unless it already holds a larger number, so a
@@ -34,8 +58,15 @@ impl Cache {
     /// Connects in the background; the returned cache works (degraded) at once.
     pub fn connect(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Cache> {
         let client = redis::Client::open(url)?;
-        let cache =
-            Cache { inner: Arc::new(Inner { conn: ArcSwapOption::empty(), prefix: prefix.to_string(), timeout }) };
+        let cache = Cache {
+            inner: Arc::new(Inner {
+                conn: ArcSwapOption::empty(),
+                prefix: prefix.to_string(),
+                timeout,
+                reads: OnceLock::new(),
+            }),
+        };
+        let _ = cache.inner.reads.set(coalesce::start(Arc::downgrade(&cache.inner)));
         let inner = cache.inner.clone();
         tokio::spawn(async move {
             let config = ConnectionManagerConfig::new()
@@ -70,6 +101,7 @@ impl Cache {
                 conn: ArcSwapOption::empty(),
                 prefix: prefix.to_string(),
                 timeout: Duration::from_millis(1),
+                reads: OnceLock::new(),
             }),
         }
     }
@@ -78,43 +110,28 @@ impl Cache {
         format!("{}{}", self.inner.prefix, suffix)
     }
 
-    fn conn(&self) -> Option<ConnectionManager> {
-        self.inner.conn.load_full().map(|c| (*c).clone())
-    }
-
     async fn run<T, F>(&self, f: impl FnOnce(ConnectionManager) -> F) -> Option<T>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
-        let conn = self.conn()?;
-        match tokio::time::timeout(self.inner.timeout, f(conn)).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis command failed");
-                None
-            }
-            Err(_) => {
-                tracing::debug!("redis command timed out");
-                None
-            }
-        }
+        self.inner.run(f).await
     }
 
     pub async fn ping(&self) -> bool {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await.is_some()
     }
 
-    /// GET of several keys in one round trip. `None`: Redis unavailable.
+    /// GET of several keys, as fresh as a direct read: concurrent callers
+    /// share one MGET (see `coalesce`). `None`: Redis unavailable.
     pub async fn mget(&self, keys: &[String]) -> Option<Vec<Option<String>>> {
-        let keys = keys.to_vec();
-        self.run(|mut c| async move {
-            let mut pipe = redis::pipe();
-            for k in &keys {
-                pipe.get(k);
-            }
-            pipe.query_async::<Vec<Option<String>>>(&mut c).await
-        })
-        .await
+        // Not connected: answer at once rather than queue behind a timeout.
+        self.inner.conn.load().as_ref()?;
+        let reads = self.inner.reads.get()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        reads.send(coalesce::Read { keys: keys.to_vec(), reply }).ok()?;
+        // The batch's own command has the cache timeout; this bounds the wait
+        // for a batch ahead of ours as well.
+        tokio::time::timeout(self.inner.timeout * 2, answer).await.ok()?.ok()?
     }
 
     pub async fn get(&self, key: &str) -> Option<Option<String>> {

@@ -116,3 +116,42 @@ pub async fn check_permission(
         granted_by,
     }))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct TeamPermissions {
+    pub team_id: Uuid,
+    pub permissions: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MyPermissions {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    /// From the org-wide role: held in every team.
+    pub org_wide: Vec<String>,
+    /// From the role held in each team.
+    pub teams: Vec<TeamPermissions>,
+    /// True when the request was made with an API key: the lists are then
+    /// cut down to its scopes.
+    pub api_key: bool,
+}
+
+/// What the caller may do, for a UI deciding which actions to offer. Served
+/// from the permission cache: no database work when it is warm.
+#[utoipa::path(tag = "roles", responses((status = 200, body = MyPermissions)),
+    security(("bearer" = [])))]
+#[get("/users/me/permissions")]
+pub async fn my_permissions(principal: Principal) -> HttpResponse {
+    let perms = &principal.perms;
+    HttpResponse::Ok().json(MyPermissions {
+        user_id: principal.user_id,
+        org_id: principal.org_id,
+        org_wide: perms.org_role.to_strings(),
+        teams: perms
+            .teams
+            .iter()
+            .map(|(team_id, p)| TeamPermissions { team_id: *team_id, permissions: p.to_strings() })
+            .collect(),
+        api_key: matches!(principal.credential, crate::auth::principal::Credential::ApiKey(_)),
+    })
+}

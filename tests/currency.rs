@@ -524,29 +524,37 @@ async fn the_cli_refreshes_and_running_servers_pick_it_up() {
     let app = app_with(&p, false).await;
     assert_problem(&app.get("/api/v1/exchange-rates", &app.admin_key).await, 503);
     p.set("ecb", ECB);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumont"))
-        .args(["rates", "refresh"])
-        .env("DUMONT_ENV", "test")
-        .env("DUMONT__DATABASE__URL", &app.db_url)
-        .env("DUMONT__REDIS__KEY_PREFIX", &app.settings.redis.key_prefix)
-        .env("DUMONT__CURRENCY__ECB_URL", p.ecb_url())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    let o: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let (ok, o) = cli_refresh(&app, &p).await;
+    assert!(ok, "{o}");
     assert_eq!(o["status"], "updated", "{o}");
     eventually("the server to serve the CLI's rates", async || brl_per_usd(&app).await == "5.555555555555555556").await;
 
     p.set("ecb", Doc::Status(500));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumont"))
-        .args(["rates", "refresh"])
-        .env("DUMONT_ENV", "test")
-        .env("DUMONT__DATABASE__URL", &app.db_url)
-        .env("DUMONT__CURRENCY__ECB_URL", p.ecb_url())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let (ok, o) = cli_refresh(&app, &p).await;
+    assert_eq!((ok, o["status"].as_str()), (false, Some("failed")), "{o}");
+}
+
+/// `dumont rates refresh` against `app`'s database: (exit success, outcome).
+/// Retried while the app's own start-up refresh holds the lock (`busy`).
+async fn cli_refresh(app: &TestApp, p: &Providers) -> (bool, Value) {
+    for _ in 0..50 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumont"))
+            .args(["rates", "refresh"])
+            .env("DUMONT_ENV", "test")
+            .env("DUMONT__DATABASE__URL", &app.db_url)
+            .env("DUMONT__REDIS__KEY_PREFIX", &app.settings.redis.key_prefix)
+            .env("DUMONT__CURRENCY__ECB_URL", p.ecb_url())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let o: Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+        if o["status"] != "busy" {
+            return (out.status.success(), o);
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the refresh lock stayed busy");
 }
 
 #[actix_web::test]

@@ -98,7 +98,8 @@ pub struct AuditSettings {
 pub struct CurrencySettings {
     /// The ECB's eurofxref-daily.xml; empty disables the provider.
     pub ecb_url: String,
-    /// A `{"base", "timestamp", "rates"}` JSON document; empty: none.
+    /// A `{"base", "timestamp", "rates"}` JSON document (or open.er-api.com's
+    /// `{"base_code", "time_last_update_unix", "rates"}`); empty: none.
     pub fallback_url: String,
     pub refresh_secs: u64,
     pub stale_after_secs: u64,

@@ -22,7 +22,14 @@ enum Doc {
     Status(u16),
     /// A file, after a delay (milliseconds).
     Slow(u64, &'static str),
+    /// A file sent in small chunks, with no Content-Length.
+    Chunked(&'static str),
+    /// A chunked body that never ends.
+    Endless,
 }
+
+/// One chunk of `Doc::Endless`.
+static PADDING: [u8; 64 * 1024] = [b' '; 64 * 1024];
 
 /// A local stand-in for the rate providers: `/ecb` and `/fallback`, each
 /// switchable between documents and failures while a test runs.
@@ -43,6 +50,16 @@ async fn serve(docs: web::Data<Mutex<HashMap<String, Doc>>>, path: web::Path<Str
             f
         }
         Some(Doc::File(f)) => f,
+        Some(Doc::Chunked(f)) => {
+            let body = std::fs::read(format!("tests/fixtures/{f}")).unwrap();
+            let chunks: Vec<Result<web::Bytes, actix_web::Error>> =
+                body.chunks(256).map(|c| Ok(web::Bytes::copy_from_slice(c))).collect();
+            return HttpResponse::Ok().content_type("text/xml").streaming(futures_util::stream::iter(chunks));
+        }
+        Some(Doc::Endless) => {
+            let chunk = || Ok::<_, actix_web::Error>(web::Bytes::from_static(&PADDING));
+            return HttpResponse::Ok().content_type("text/xml").streaming(futures_util::stream::repeat_with(chunk));
+        }
     };
     let body = std::fs::read(format!("tests/fixtures/{file}")).unwrap();
     let ct = if file.ends_with(".json") { "application/json" } else { "text/xml" };
@@ -141,6 +158,33 @@ async fn brl_per_usd(app: &TestApp) -> Value {
     app.get("/api/v1/exchange-rates", &app.admin_key).await.body["rates"]["BRL"].clone()
 }
 
+/// GET /api/v1/currencies by code.
+async fn currencies(app: &TestApp) -> HashMap<String, Value> {
+    let r = app.get("/api/v1/currencies", &app.admin_key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body.as_array().unwrap().iter().map(|c| (c["code"].as_str().unwrap().to_string(), c.clone())).collect()
+}
+
+/// (rate_per_usd, as_of, stale) of one currency.
+fn rate_of(list: &HashMap<String, Value>, code: &str) -> (Value, Value, Value) {
+    let c = &list[code];
+    (c["rate_per_usd"].clone(), c["as_of"].clone(), c["stale"].clone())
+}
+
+fn provider<'a>(outcome: &'a Value, name: &str) -> &'a Value {
+    outcome["providers"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()
+}
+
+async fn put_currency(app: &TestApp, code: &str) -> common::Resp {
+    app.request(
+        reqwest::Method::PUT,
+        "/api/v1/users/me/preferences",
+        Some(&app.admin_key),
+        Some(json!({"currency": code})),
+    )
+    .await
+}
+
 /// Waits (up to 10 s) until `f` holds.
 async fn eventually<F: AsyncFn() -> bool>(what: &str, f: F) {
     for _ in 0..100 {
@@ -156,6 +200,7 @@ async fn eventually<F: AsyncFn() -> bool>(what: &str, f: F) {
 async fn preferences_default_to_usd_and_refuse_unsupported_codes() {
     let p = Providers::start(ECB, FALLBACK).await;
     let app = app_with(&p, true).await;
+    assert_eq!(refresh_when_free(&app).await["status"], "updated");
     let get = app.get("/api/v1/users/me/preferences", &app.admin_key).await;
     assert_eq!(get.body, json!({"currency": "USD"}), "{}", get.text);
 
@@ -311,7 +356,6 @@ async fn malformed_empty_partial_slow_or_failing_documents_keep_the_last_good_ra
     for (doc, why) in [
         (Doc::File("ecb-garbage.xml"), "malformed"),
         (Doc::File("ecb-empty.xml"), "no rates"),
-        (Doc::File("ecb-partial.xml"), "lack 27"),
         (Doc::File("fallback.json"), "malformed"),
         (Doc::Status(500), "HTTP 500"),
         (Doc::Status(404), "HTTP 404"),
@@ -411,7 +455,9 @@ async fn before_any_rate_non_usd_amounts_are_503_and_usd_ones_work() {
     assert_eq!(r.status, 201, "{}", r.text);
     let cfo = app.login("cfo@acme.test", PASSWORD).await.body["access_token"].as_str().unwrap().to_string();
     credit(&app, "100.00").await;
-    set_currency(&app, &app.admin_key, "BRL").await;
+    // A choice that can no longer be made through the API (it needs a
+    // rate), but one stored before this replica has rates: e.g. at start-up.
+    store_currency(&app, app.admin_id, "BRL").await;
 
     assert_problem(&app.get("/api/v1/billing", &app.admin_key).await, 503);
     let usd = balance(&app, &cfo).await;
@@ -429,8 +475,17 @@ async fn before_any_rate_non_usd_amounts_are_503_and_usd_ones_work() {
     assert_eq!(refresh(&app).await["status"], "updated");
     assert_eq!(balance(&app, &app.admin_key).await["amount"], "555.56");
     // A currency only the (still failing) fallback publishes stays 503.
-    set_currency(&app, &app.admin_key, "KWD").await;
+    store_currency(&app, app.admin_id, "KWD").await;
     assert_problem(&app.get("/api/v1/billing", &app.admin_key).await, 503);
+}
+
+/// Writes a preference straight into the database.
+async fn store_currency(app: &TestApp, user: uuid::Uuid, code: &str) {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use dumont::db::schema::users;
+    let mut c = app.db().await;
+    diesel::update(users::table.find(user)).set(users::currency.eq(code)).execute(&mut c).await.unwrap();
 }
 
 #[actix_web::test]
@@ -469,29 +524,37 @@ async fn the_cli_refreshes_and_running_servers_pick_it_up() {
     let app = app_with(&p, false).await;
     assert_problem(&app.get("/api/v1/exchange-rates", &app.admin_key).await, 503);
     p.set("ecb", ECB);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumont"))
-        .args(["rates", "refresh"])
-        .env("DUMONT_ENV", "test")
-        .env("DUMONT__DATABASE__URL", &app.db_url)
-        .env("DUMONT__REDIS__KEY_PREFIX", &app.settings.redis.key_prefix)
-        .env("DUMONT__CURRENCY__ECB_URL", p.ecb_url())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    let o: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let (ok, o) = cli_refresh(&app, &p).await;
+    assert!(ok, "{o}");
     assert_eq!(o["status"], "updated", "{o}");
     eventually("the server to serve the CLI's rates", async || brl_per_usd(&app).await == "5.555555555555555556").await;
 
     p.set("ecb", Doc::Status(500));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumont"))
-        .args(["rates", "refresh"])
-        .env("DUMONT_ENV", "test")
-        .env("DUMONT__DATABASE__URL", &app.db_url)
-        .env("DUMONT__CURRENCY__ECB_URL", p.ecb_url())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let (ok, o) = cli_refresh(&app, &p).await;
+    assert_eq!((ok, o["status"].as_str()), (false, Some("failed")), "{o}");
+}
+
+/// `dumont rates refresh` against `app`'s database: (exit success, outcome).
+/// Retried while the app's own start-up refresh holds the lock (`busy`).
+async fn cli_refresh(app: &TestApp, p: &Providers) -> (bool, Value) {
+    for _ in 0..50 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumont"))
+            .args(["rates", "refresh"])
+            .env("DUMONT_ENV", "test")
+            .env("DUMONT__DATABASE__URL", &app.db_url)
+            .env("DUMONT__REDIS__KEY_PREFIX", &app.settings.redis.key_prefix)
+            .env("DUMONT__CURRENCY__ECB_URL", p.ecb_url())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let o: Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+        if o["status"] != "busy" {
+            return (out.status.success(), o);
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the refresh lock stayed busy");
 }
 
 #[actix_web::test]
@@ -538,4 +601,168 @@ async fn reservation_prices_show_in_the_callers_currency_with_their_usd_base() {
     let g = app.get("/api/v1/gpu-types", &app.admin_key).await;
     assert_eq!(g.body[0]["hourly_price"]["amount"], "13.89");
     assert_eq!(g.body[0]["hourly_price"]["base_amount"], "2.50");
+}
+
+/// The 14 catalogue currencies the ECB does not publish.
+const FALLBACK_ONLY: [&str; 14] =
+    ["AED", "ARS", "BHD", "CLP", "COP", "EGP", "JOD", "KWD", "NGN", "OMR", "PEN", "SAR", "TWD", "VND"];
+
+#[actix_web::test]
+async fn a_fallback_outage_keeps_its_currencies_and_the_ecb_rates_still_update() {
+    let p = Providers::start(ECB, FALLBACK).await;
+    let app = app_with(&p, true).await;
+    let first = refresh_when_free(&app).await;
+    assert_eq!((first["status"].as_str(), first["currencies"].as_u64()), (Some("updated"), Some(45)), "{first}");
+    credit(&app, "100.00").await;
+    set_currency(&app, &app.admin_key, "BRL").await;
+
+    // The ECB publishes a new day; the fallback is down.
+    p.set("ecb", Doc::File("ecb-next.xml"));
+    p.set("fallback", Doc::Status(503));
+    let o = refresh(&app).await;
+    assert_eq!(o["status"], "updated", "{o}");
+    assert!(o["version"].as_i64() > first["version"].as_i64(), "{o}");
+    assert_eq!(o["currencies"], 45, "{o}");
+    assert_eq!(o["kept"], json!(FALLBACK_ONLY), "{o}");
+    assert!(o["detail"].as_str().unwrap().contains("kept the earlier rates of 14 currencies"), "{o}");
+    assert_eq!(provider(&o, "fallback")["ok"], false, "{o}");
+
+    let list = currencies(&app).await;
+    assert_eq!(rate_of(&list, "BRL"), (json!("5.5"), json!("2026-12-03"), json!(false)), "the ECB's new rate");
+    assert_eq!(rate_of(&list, "CLP"), (json!("950.5"), json!("2026-12-02"), json!(false)), "the fallback's last one");
+    assert_eq!(rate_of(&list, "KWD"), (json!("0.3075"), json!("2026-12-02"), json!(false)));
+    let x = app.get("/api/v1/exchange-rates", &app.admin_key).await.body;
+    assert_eq!((&x["rates"]["BRL"], &x["rates"]["CLP"]), (&json!("5.5"), &json!("950.5")), "{x}");
+    assert_eq!((&x["as_of"], &x["stale"]), (&json!("2026-12-02"), &json!(false)), "the oldest rate's date: {x}");
+    let b = balance(&app, &app.admin_key).await;
+    assert_eq!((b["amount"].as_str(), b["rates_as_of"].as_str()), (Some("550.00"), Some("2026-12-03")), "{b}");
+
+    // The stored snapshot keeps each rate's dates: another replica serves the same.
+    let replica = app.replica().await;
+    eventually("the replica to load the merged rates", async || {
+        let l = currencies(&replica).await;
+        l["BRL"]["as_of"] == "2026-12-03" && l["CLP"]["as_of"] == "2026-12-02" && l["CLP"]["rate_per_usd"] == "950.5"
+    })
+    .await;
+
+    // The fallback stays down: only its currencies age past the limit.
+    let age = app.settings.currency.stale_after_secs as i64;
+    app.state.clock.advance(age - 60);
+    assert_eq!(refresh_when_free(&app).await["status"], "updated");
+    app.state.clock.advance(120);
+    let list = currencies(&app).await;
+    assert_eq!(rate_of(&list, "CLP"), (json!("950.5"), json!("2026-12-02"), json!(true)));
+    assert_eq!(rate_of(&list, "BRL"), (json!("5.5"), json!("2026-12-03"), json!(false)));
+    assert!(FALLBACK_ONLY.iter().all(|c| list[*c]["stale"] == true), "{list:?}");
+    assert_eq!(list.values().filter(|c| c["stale"] == true).count(), 14);
+    let x = app.get("/api/v1/exchange-rates?base=BRL", &app.admin_key).await.body;
+    assert_eq!(x["stale"], true, "a listed rate is stale: {x}");
+    let ready: Value = app.client.get(format!("{}/readyz", app.addr)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["exchange_rates"], "stale");
+    // A stale rate still converts, and says how old it is.
+    set_currency(&app, &app.admin_key, "CLP").await;
+    let b = balance(&app, &app.admin_key).await;
+    assert_eq!((b["amount"].as_str(), b["rates_as_of"].as_str()), (Some("95050"), Some("2026-12-02")), "{b}");
+
+    // The fallback recovers: nothing is kept any more, nothing is stale.
+    p.set("fallback", FALLBACK);
+    let o = refresh(&app).await;
+    assert_eq!((o["status"].as_str(), o["kept"].as_array().map(Vec::len)), (Some("updated"), Some(0)), "{o}");
+    assert!(currencies(&app).await.values().all(|c| c["stale"] == false));
+    assert_eq!(app.get("/api/v1/exchange-rates", &app.admin_key).await.body["stale"], false);
+}
+
+#[actix_web::test]
+async fn a_partial_document_updates_what_it_carries_and_keeps_the_rest() {
+    let p = Providers::start(ECB, Doc::Status(404)).await;
+    let app = app_with(&p, false).await;
+    assert_eq!(refresh_when_free(&app).await["currencies"], 31);
+    // The ECB publishes three currencies (as when it dropped BGN, for good).
+    p.set("ecb", Doc::File("ecb-partial.xml"));
+    let o = refresh(&app).await;
+    assert_eq!((o["status"].as_str(), o["currencies"].as_u64()), (Some("updated"), Some(31)), "{o}");
+    assert_eq!(o["kept"].as_array().unwrap().len(), 27, "{o}");
+    let list = currencies(&app).await;
+    assert_eq!(rate_of(&list, "BRL"), (json!("5.596330275229357798"), json!("2026-12-03"), json!(false)));
+    assert_eq!(rate_of(&list, "EUR"), (json!("0.917431192660550459"), json!("2026-12-03"), json!(false)));
+    assert_eq!(rate_of(&list, "GBP"), (json!("0.782407407407407407"), json!("2026-12-02"), json!(false)));
+    assert_eq!(rate_of(&list, "BGN").1, json!("2026-12-02"));
+    // Garbage still changes nothing.
+    p.set("ecb", Doc::File("ecb-garbage.xml"));
+    let bad = refresh(&app).await;
+    assert_eq!((bad["status"].as_str(), &bad["version"]), (Some("failed"), &o["version"]), "{bad}");
+    assert_eq!(currencies(&app).await, list);
+}
+
+#[actix_web::test]
+async fn the_default_fallback_is_keyless_and_its_document_fills_every_currency() {
+    let defaults = dumont::config::Settings::load_from(std::path::Path::new("config"), "development").unwrap();
+    assert_eq!(defaults.currency.fallback_url, "https://open.er-api.com/v6/latest/USD");
+
+    // That provider's document, served locally.
+    let p = Providers::start(ECB, Doc::File("open-er-api.json")).await;
+    let app = app_with(&p, true).await;
+    let o = refresh_when_free(&app).await;
+    assert_eq!((o["status"].as_str(), o["currencies"].as_u64()), (Some("updated"), Some(45)), "{o}");
+    assert_eq!(
+        (&provider(&o, "fallback")["ok"], &provider(&o, "fallback")["as_of"]),
+        (&json!(true), &json!("2026-12-03"))
+    );
+    let list = currencies(&app).await;
+    assert!(list.values().all(|c| c["rate_per_usd"].is_string()), "{list:?}");
+    assert_eq!(rate_of(&list, "CLP"), (json!("948.7"), json!("2026-12-03"), json!(false)));
+    assert_eq!(rate_of(&list, "KWD").0, json!("0.30712"));
+    assert_eq!(rate_of(&list, "BHD").0, json!("0.376"));
+    assert_eq!(rate_of(&list, "BRL"), (json!("5.555555555555555556"), json!("2026-12-02"), json!(false)), "ECB first");
+    for code in ["CLP", "KWD", "BHD"] {
+        set_currency(&app, &app.admin_key, code).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_currency_without_a_rate_cannot_be_chosen() {
+    let p = Providers::start(Doc::Status(500), Doc::Status(500)).await;
+    let app = app_with(&p, true).await;
+    credit(&app, "100.00").await;
+    let r = put_currency(&app, "BRL").await;
+    assert_problem(&r, 422);
+    assert_eq!(r.body["field"], "currency", "{}", r.text);
+    assert!(r.body["detail"].as_str().unwrap().contains("no exchange rate is known for BRL"), "{}", r.text);
+    set_currency(&app, &app.admin_key, "USD").await;
+
+    // The ECB answers; the fallback, which alone publishes KWD, does not.
+    p.set("ecb", ECB);
+    assert_eq!(refresh_when_free(&app).await["status"], "updated");
+    set_currency(&app, &app.admin_key, "BRL").await;
+    let r = put_currency(&app, "kwd").await;
+    assert_problem(&r, 422);
+    assert_eq!(r.body["field"], "currency", "{}", r.text);
+    assert!(r.body["detail"].as_str().unwrap().contains("KWD"), "{}", r.text);
+    assert_eq!(app.get("/api/v1/users/me/preferences", &app.admin_key).await.body["currency"], "BRL");
+    assert_eq!(balance(&app, &app.admin_key).await["amount"], "555.56", "amounts still show");
+    assert_eq!(app.audit_actions("user.preferences.update").await.len(), 1, "only USD -> BRL happened");
+
+    p.set("fallback", FALLBACK);
+    assert_eq!(refresh(&app).await["status"], "updated");
+    set_currency(&app, &app.admin_key, "KWD").await;
+    assert_eq!(balance(&app, &app.admin_key).await["amount"], "30.750");
+}
+
+#[actix_web::test]
+async fn a_chunked_document_is_read_up_to_the_cap_and_no_further() {
+    let p = Providers::start(Doc::Chunked("ecb-daily.xml"), Doc::Status(404)).await;
+    let app = app_with(&p, false).await;
+    let first = refresh_when_free(&app).await;
+    assert_eq!((first["status"].as_str(), first["currencies"].as_u64()), (Some("updated"), Some(31)), "{first}");
+
+    // Endless and without Content-Length: refused at 1 MiB, well before
+    // the 3 s request timeout would end it.
+    p.set("ecb", Doc::Endless);
+    let started = std::time::Instant::now();
+    let o = refresh(&app).await;
+    assert_eq!((o["status"].as_str(), &o["version"]), (Some("failed"), &first["version"]), "{o}");
+    let error = provider(&o, "ecb")["error"].as_str().unwrap().to_string();
+    assert!(error.contains("too large"), "{o}");
+    assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert_eq!(brl_per_usd(&app).await, "5.555555555555555556");
 }

@@ -71,9 +71,9 @@ impl Converter {
             ApiError::Unavailable(format!("no exchange rates yet to show amounts in {}", currency.code))
         })?;
         let rate = snapshot
-            .per_usd(currency.code)
+            .rate(currency.code)
             .ok_or_else(|| ApiError::Unavailable(format!("no exchange rate for {} yet", currency.code)))?;
-        Ok(Converter { currency, rate, as_of: Some(snapshot.as_of) })
+        Ok(Converter { currency, rate: rate.per_usd, as_of: Some(rate.as_of) })
     }
 
     pub fn money(&self, usd: Decimal) -> DisplayMoney {

@@ -5,7 +5,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::catalogue;
+use super::catalogue::{self, Currency};
 use crate::audit::{self, ClientInfo};
 use crate::auth::Principal;
 use crate::db::schema::users;
@@ -31,8 +31,9 @@ pub async fn get(state: &AppState, principal: &Principal) -> ApiResult<Preferenc
     Ok(Preferences { currency: super::money::preferred(state, principal.user_id).await?.code.to_string() })
 }
 
-/// Sets the currency; an unsupported code is refused (422) and changes
-/// nothing. Codes are matched case-insensitively and stored upper-case.
+/// Sets the currency; an unsupported code, or one with no known rate yet, is
+/// refused (422) and changes nothing. Codes are matched case-insensitively
+/// and stored upper-case.
 pub async fn set(
     state: &AppState,
     principal: &Principal,
@@ -43,6 +44,7 @@ pub async fn set(
     let currency = catalogue::find(&code).ok_or_else(|| {
         ApiError::invalid("currency", format!("unsupported currency {:?}; see GET /api/v1/currencies", body.currency))
     })?;
+    ensure_rate_known(state, currency)?;
     let now = state.clock.now();
     let user = principal.user_id;
     let mut conn = state.conn().await?;
@@ -61,4 +63,21 @@ pub async fn set(
     })
     .await?;
     Ok(Preferences { currency: currency.code.to_string() })
+}
+
+/// Without a rate every amount shown to the user would answer 503, so such a
+/// choice is refused up front. USD needs none. Rates, once known, are kept
+/// (refreshes carry them over), so an accepted choice stays convertible.
+fn ensure_rate_known(state: &AppState, currency: &Currency) -> ApiResult<()> {
+    if currency.code == "USD" || state.currency.board.load().is_some_and(|s| s.rate(currency.code).is_some()) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "currency",
+        format!(
+            "no exchange rate is known for {} yet, so amounts cannot be shown in it; \
+             GET /api/v1/currencies lists the currencies with a rate",
+            currency.code
+        ),
+    ))
 }

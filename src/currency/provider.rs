@@ -1,8 +1,10 @@
 //! Rate providers: where a quote comes from and how its document is read.
 //! A quote is accepted only whole: a document that does not parse, names no
-//! date, carries a rate that is not a positive decimal, or lacks the
-//! currencies needed to cross through its base is an error, never a partial
-//! quote.
+//! date, carries a rate that is not a positive decimal, lacks the
+//! currencies needed to cross through its base, or exceeds 1 MiB is an
+//! error, never a partial quote. (A document that is well formed but
+//! publishes fewer currencies than before is a quote: the refresh keeps the
+//! earlier rates of the missing ones.)
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,7 +23,9 @@ const MAX_BODY: usize = 1024 * 1024;
 pub enum Kind {
     /// The ECB's eurofxref-daily.xml (base EUR).
     Ecb,
-    /// `{"base": "USD", "timestamp": <unix secs>, "rates": {"BRL": 5.4, ...}}`.
+    /// `{"base": "USD", "timestamp": <unix secs>, "rates": {"BRL": 5.4, ...}}`
+    /// (openexchangerates.org), or open.er-api.com's equivalent with
+    /// `base_code` and `time_last_update_unix`.
     Json,
 }
 
@@ -50,6 +54,10 @@ pub enum ProviderError {
     Malformed(String),
     #[error("document carries no rates")]
     Empty,
+    #[error("document too large (over {MAX_BODY} bytes)")]
+    TooLarge,
+    #[error("provider reported an error: {0}")]
+    Reported(String),
 }
 
 impl Provider {
@@ -66,13 +74,10 @@ impl Provider {
         if !res.status().is_success() {
             return Err(ProviderError::Status(res.status().as_u16()));
         }
-        if res.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-            return Err(ProviderError::Malformed("document too large".into()));
+        if res.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(ProviderError::TooLarge);
         }
-        let body = res.bytes().await.map_err(http_error)?;
-        if body.len() > MAX_BODY {
-            return Err(ProviderError::Malformed("document too large".into()));
-        }
+        let body = read_capped(res).await?;
         self.parse(&body)
     }
 
@@ -82,6 +87,20 @@ impl Provider {
             Kind::Json => parse_json(body),
         }
     }
+}
+
+/// Reads the body chunk by chunk and gives up at `MAX_BODY`: a chunked
+/// response names no length, and must not be buffered whole (or endlessly)
+/// before it can be refused.
+async fn read_capped(mut res: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(http_error)? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ProviderError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Without the URL: the fallback's carries an app id, which must stay out of
@@ -194,13 +213,22 @@ fn cube(
     Ok(())
 }
 
+/// Optional fields, so that an error document (open.er-api.com answers
+/// `{"result": "error", "error-type": ...}` with HTTP 200) is reported as
+/// such rather than as a missing field.
 #[derive(Deserialize)]
 struct JsonDoc {
-    base: String,
-    timestamp: i64,
+    /// open.er-api.com: "success" or "error".
+    result: Option<String>,
+    #[serde(rename = "error-type")]
+    error_type: Option<String>,
+    #[serde(alias = "base_code")]
+    base: Option<String>,
+    #[serde(alias = "time_last_update_unix")]
+    timestamp: Option<i64>,
     // Raw, so a number is read from its literal text: serde_json would make
     // it a float and lose digits.
-    rates: BTreeMap<String, Box<serde_json::value::RawValue>>,
+    rates: Option<BTreeMap<String, Box<serde_json::value::RawValue>>>,
 }
 
 /// A rate as a JSON number or a decimal string, as its literal text.
@@ -215,17 +243,24 @@ fn json_rate(code: &str, raw: &serde_json::value::RawValue) -> Result<String, Pr
     Err(malformed(format!("rate of {code} is not a number: {text}")))
 }
 
-/// The JSON document: `{"base": "USD", "timestamp": 1764720000, "rates": {...}}`.
+/// The JSON document: `{"base": "USD", "timestamp": 1764720000, "rates":
+/// {...}}`, or `{"result": "success", "base_code": "USD",
+/// "time_last_update_unix": 1764720000, "rates": {...}}` (open.er-api.com).
 pub fn parse_json(body: &[u8]) -> Result<Quote, ProviderError> {
     let doc: JsonDoc = serde_json::from_slice(body).map_err(malformed)?;
-    let base =
-        catalogue::find(doc.base.trim()).ok_or_else(|| malformed(format!("unsupported base {:?}", doc.base)))?.code;
-    let as_of = DateTime::from_timestamp(doc.timestamp, 0)
-        .filter(|_| doc.timestamp > 0)
+    if let Some(result) = doc.result.as_deref().filter(|r| *r != "success") {
+        let kind = doc.error_type.as_deref().unwrap_or("no error-type");
+        return Err(ProviderError::Reported(format!("result {result:?} ({kind})")));
+    }
+    let base = doc.base.ok_or_else(|| malformed("no base"))?;
+    let base = catalogue::find(base.trim()).ok_or_else(|| malformed(format!("unsupported base {base:?}")))?.code;
+    let timestamp = doc.timestamp.ok_or_else(|| malformed("no timestamp"))?;
+    let as_of = DateTime::from_timestamp(timestamp, 0)
+        .filter(|_| timestamp > 0)
         .ok_or_else(|| malformed("timestamp out of range"))?
         .date_naive();
     let mut rates = BTreeMap::new();
-    for (code, v) in &doc.rates {
+    for (code, v) in &doc.rates.ok_or_else(|| malformed("no rates"))? {
         if let Some((code, d)) = rate(code, &json_rate(code, v)?)? {
             rates.insert(code, d);
         }
@@ -315,6 +350,18 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_open_er_api_document() {
+        let q = parse_json(include_bytes!("../../tests/fixtures/open-er-api.json")).unwrap();
+        assert_eq!(q.base, "USD");
+        assert_eq!(q.as_of, NaiveDate::from_ymd_opt(2026, 12, 3).unwrap());
+        assert_eq!(q.rates.get("CLP"), Some(&d("948.7")));
+        assert_eq!(q.rates.get("KWD"), Some(&d("0.30712")));
+        assert_eq!(q.rates.len(), catalogue::all().len(), "it publishes every catalogue currency");
+        let error = br#"{"result":"error","error-type":"unsupported-code"}"#;
+        assert!(matches!(parse_json(error), Err(ProviderError::Reported(e)) if e.contains("unsupported-code")));
+    }
+
+    #[test]
     fn refuses_bad_json_documents() {
         for doc in [
             "",
@@ -327,6 +374,10 @@ mod tests {
             r#"{"base":"USD","timestamp":-1,"rates":{"BRL":5}}"#,
             r#"{"base":"EUR","timestamp":1764720000,"rates":{"BRL":6}}"#,
             r#"{"base":"USD","timestamp":1764720000,"rates":{"USD":2,"BRL":6}}"#,
+            r#"{"base_code":"USD","rates":{"BRL":6}}"#,
+            r#"{"timestamp":1764720000,"rates":{"BRL":6}}"#,
+            r#"{"base":"USD","base_code":"USD","timestamp":1764720000,"rates":{"BRL":6}}"#,
+            r#"{"result":"success","base_code":"USD","time_last_update_unix":"soon","rates":{"BRL":6}}"#,
         ] {
             assert!(parse_json(doc.as_bytes()).is_err(), "{doc} was accepted");
         }

@@ -1,7 +1,7 @@
 //! One refresh: under a PostgreSQL advisory lock (one replica at a time),
-//! fetch every provider, merge, check, store the snapshot in PostgreSQL and
-//! Redis, and publish it. And the poll by which every replica picks up a
-//! snapshot another one stored.
+//! fetch every provider, merge their rates over the last good ones, store
+//! the snapshot in PostgreSQL and Redis, and publish it. And the poll by
+//! which every replica picks up a snapshot another one stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +36,7 @@ pub enum Status {
     Busy,
     /// A scheduled refresh found rates stored less than half a period ago.
     Fresh,
-    /// No provider gave usable rates, or the result was refused; the last
-    /// good rates stay.
+    /// No provider gave usable rates; the last good rates stay.
     Failed,
 }
 
@@ -58,6 +57,9 @@ pub struct Outcome {
     pub version: Option<i64>,
     pub as_of: Option<NaiveDate>,
     pub currencies: usize,
+    /// Currencies no provider confirmed this time: their earlier rates (and
+    /// dates) were kept.
+    pub kept: Vec<&'static str>,
     pub providers: Vec<ProviderOutcome>,
 }
 
@@ -69,6 +71,7 @@ impl Outcome {
             version: current.map(|s| s.version),
             as_of: current.map(|s| s.as_of),
             currencies: current.map_or(0, Snapshot::len),
+            kept: Vec::new(),
             providers: Vec::new(),
         }
     }
@@ -155,13 +158,17 @@ impl Refresher {
                     return Ok((Outcome::new(Status::Fresh, "rates were refreshed recently", Some(l)), latest));
                 }
                 let (snapshot, providers) = self.fetch(&providers, now).await;
-                let mut outcome = match self.check(snapshot, latest.as_ref()) {
-                    Ok(mut s) => {
+                let mut outcome = match over_last_good(snapshot, latest.as_ref()) {
+                    Some((mut s, kept)) => {
                         s.version = insert(c, &s).await?;
-                        let o = Outcome::new(Status::Updated, format!("stored rates from {}", s.providers), Some(&s));
+                        let mut o = Outcome::new(Status::Updated, updated_detail(&s, &kept), Some(&s));
+                        o.kept = kept;
                         (o, Some(s))
                     }
-                    Err(why) => (Outcome::new(Status::Failed, why, latest.as_ref()), latest),
+                    None => {
+                        let why = "no provider returned usable rates; keeping the last good ones";
+                        (Outcome::new(Status::Failed, why, latest.as_ref()), latest)
+                    }
                 };
                 outcome.0.providers = providers;
                 Ok(outcome)
@@ -219,24 +226,6 @@ impl Refresher {
         (Snapshot::merge(&refs, now), report)
     }
 
-    /// A new snapshot replaces the stored one only when it has every
-    /// currency the stored one has: a provider that went partial must not
-    /// make currencies vanish (users whose currency it is would get 503s).
-    fn check(&self, new: Option<Snapshot>, latest: Option<&Snapshot>) -> Result<Snapshot, String> {
-        let new = new.ok_or("no provider returned usable rates; keeping the last good ones")?;
-        if let Some(old) = latest {
-            let missing = old.missing_from(&new);
-            if !missing.is_empty() {
-                return Err(format!(
-                    "the providers' rates lack {} that the current rates have ({}); keeping the last good ones",
-                    missing.len(),
-                    missing.join(", ")
-                ));
-            }
-        }
-        Ok(new)
-    }
-
     async fn cache_put(&self, s: &Snapshot) {
         if let Ok(json) = serde_json::to_string(&s.to_stored()) {
             self.cache
@@ -274,17 +263,40 @@ impl Refresher {
     }
 }
 
+/// The new rates over the last good ones, currency by currency: a provider
+/// that failed or stopped publishing a currency must neither make it vanish
+/// (users whose currency it is would get 503s) nor hold back the rates the
+/// other providers did confirm. None when no provider gave usable rates.
+fn over_last_good(new: Option<Snapshot>, latest: Option<&Snapshot>) -> Option<(Snapshot, Vec<&'static str>)> {
+    let mut new = new?;
+    let kept = latest.map(|old| new.keep_unconfirmed(old)).unwrap_or_default();
+    Some((new, kept))
+}
+
+fn updated_detail(s: &Snapshot, kept: &[&str]) -> String {
+    if kept.is_empty() {
+        return format!("stored rates from {}", s.providers);
+    }
+    format!(
+        "stored rates from {}; kept the earlier rates of {} currencies no provider confirmed ({})",
+        s.providers,
+        kept.len(),
+        kept.join(", ")
+    )
+}
+
 #[derive(diesel::QueryableByName)]
 struct LockResult {
     #[diesel(sql_type = diesel::sql_types::Bool)]
     locked: bool,
 }
 
-type Row = (i64, NaiveDate, DateTime<Utc>, String, serde_json::Value);
+type Row = (i64, NaiveDate, DateTime<Utc>, String, serde_json::Value, serde_json::Value);
 
-fn from_row((version, as_of, fetched_at, providers, rates): Row) -> Option<Snapshot> {
+fn from_row((version, as_of, fetched_at, providers, rates, dates): Row) -> Option<Snapshot> {
     let rates = serde_json::from_value(rates).ok()?;
-    let s = Snapshot::from_stored(&Stored { version, as_of, fetched_at, providers, rates });
+    let dates = serde_json::from_value(dates).ok()?;
+    let s = Snapshot::from_stored(&Stored { version, as_of, fetched_at, providers, rates, dates });
     if s.is_none() {
         tracing::error!(version, "stored exchange-rate snapshot is unreadable; skipping it");
     }
@@ -293,7 +305,7 @@ fn from_row((version, as_of, fetched_at, providers, rates): Row) -> Option<Snaps
 
 async fn latest(c: &mut AsyncPgConnection) -> QueryResult<Option<Snapshot>> {
     let row: Option<Row> = ers::table
-        .select((ers::id, ers::as_of, ers::fetched_at, ers::providers, ers::rates))
+        .select((ers::id, ers::as_of, ers::fetched_at, ers::providers, ers::rates, ers::rate_dates))
         .order(ers::id.desc())
         .first(c)
         .await
@@ -304,7 +316,7 @@ async fn latest(c: &mut AsyncPgConnection) -> QueryResult<Option<Snapshot>> {
 async fn by_id(c: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Snapshot>> {
     let row: Option<Row> = ers::table
         .find(id)
-        .select((ers::id, ers::as_of, ers::fetched_at, ers::providers, ers::rates))
+        .select((ers::id, ers::as_of, ers::fetched_at, ers::providers, ers::rates, ers::rate_dates))
         .first(c)
         .await
         .optional()?;
@@ -314,12 +326,14 @@ async fn by_id(c: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Snapsho
 async fn insert(c: &mut AsyncPgConnection, s: &Snapshot) -> Result<i64, ApiError> {
     let stored = s.to_stored();
     let rates = serde_json::to_value(&stored.rates).map_err(anyhow::Error::from)?;
+    let dates = serde_json::to_value(&stored.dates).map_err(anyhow::Error::from)?;
     Ok(diesel::insert_into(ers::table)
         .values((
             ers::as_of.eq(s.as_of),
             ers::fetched_at.eq(s.fetched_at),
             ers::providers.eq(&s.providers),
             ers::rates.eq(rates),
+            ers::rate_dates.eq(dates),
         ))
         .returning(ers::id)
         .get_result(c)

@@ -28,8 +28,10 @@ pub struct CurrencyView {
     /// Units per 1 USD; null until a provider has published one.
     #[schema(value_type = Option<String>, example = "5.555555555555555556")]
     pub rate_per_usd: Option<String>,
+    /// Publication date of this currency's rate (currencies can differ: a
+    /// rate no provider confirmed lately keeps its date).
     pub as_of: Option<NaiveDate>,
-    /// The rate has not been confirmed by a provider for `currency.stale_after_secs`.
+    /// This rate has not been confirmed by a provider for `currency.stale_after_secs`.
     pub stale: bool,
 }
 
@@ -39,19 +41,18 @@ pub struct CurrencyView {
 #[get("/currencies")]
 pub async fn list_currencies(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let snapshot = state.currency.board.load();
-    let stale =
-        snapshot.as_ref().is_some_and(|s| s.is_stale(state.clock.now(), state.settings.currency.stale_after_secs));
+    let (now, stale_after) = (state.clock.now(), state.settings.currency.stale_after_secs);
     let list: Vec<CurrencyView> = catalogue::all()
         .iter()
         .map(|c| {
-            let rate = snapshot.as_ref().and_then(|s| s.per_usd(c.code));
+            let rate = snapshot.as_ref().and_then(|s| s.rate(c.code));
             CurrencyView {
                 code: c.code,
                 name: c.name.clone(),
                 minor_units: c.minor_units,
-                rate_per_usd: rate.map(|r| r.normalize().to_string()),
-                as_of: rate.and(snapshot.as_ref().map(|s| s.as_of)),
-                stale: rate.is_some() && stale,
+                rate_per_usd: rate.map(|r| r.per_usd.normalize().to_string()),
+                as_of: rate.map(|r| r.as_of),
+                stale: rate.is_some_and(|r| r.is_stale(now, stale_after)),
             }
         })
         .collect();
@@ -67,7 +68,9 @@ pub struct RatesQuery {
 #[derive(Serialize, ToSchema)]
 pub struct ExchangeRates {
     pub base: &'static str,
+    /// The oldest publication date among the rates listed.
     pub as_of: NaiveDate,
+    /// Some rate listed is stale (see `GET /currencies` for which).
     pub stale: bool,
     /// Units of each currency per 1 `base`, as decimal strings.
     #[schema(value_type = BTreeMap<String, String>)]

@@ -161,6 +161,7 @@ diesel::table! {
         fetched_at -> Timestamptz,
         providers -> Text,
         rates -> Jsonb,
+        rate_dates -> Jsonb,
     }
 }
 

@@ -22,8 +22,9 @@ pub struct Readiness {
     pub redis: &'static str,
     /// "ready", "degraded" (Redis down) or "unavailable" (PostgreSQL down).
     pub status: &'static str,
-    /// Exchange rates: "ok", "stale" (no provider confirmed them for
-    /// `currency.stale_after_secs`) or "none" (non-USD amounts answer 503).
+    /// Exchange rates: "ok", "stale" (some rate has not been confirmed by a
+    /// provider for `currency.stale_after_secs`) or "none" (non-USD amounts
+    /// answer 503).
     /// Informational: it does not change the status code.
     pub exchange_rates: &'static str,
 }

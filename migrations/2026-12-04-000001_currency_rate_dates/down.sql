@@ -1,0 +1,1 @@
+ALTER TABLE exchange_rate_snapshots DROP COLUMN rate_dates;

@@ -21,6 +21,9 @@ pub enum ApiError {
     PaymentRequired(String),
     #[error("{0}")]
     NotFound(String),
+    /// 405; `allow` lists the path's methods ("GET, POST").
+    #[error("this path accepts only {allow}")]
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     Conflict(String),
     /// 409 with the quantity still free, so a client can retry with less.
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::PaymentRequired(_) => "Payment Required",
             ApiError::NotFound(_) => "Not Found",
+            ApiError::MethodNotAllowed { .. } => "Method Not Allowed",
             ApiError::Conflict(_) | ApiError::NoCapacity { .. } => "Conflict",
             ApiError::TooManyRequests { .. } => "Too Many Requests",
             ApiError::Unavailable(_) => "Service Unavailable",
@@ -104,6 +108,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::NoCapacity { .. } => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -147,6 +152,9 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { retry_after_secs } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
+            ApiError::MethodNotAllowed { allow } => {
+                res.insert_header((header::ALLOW, allow.as_str()));
+            }
             _ => {}
         }
         res.body(serde_json::to_string(&body).unwrap_or_default())
@@ -169,6 +177,16 @@ impl From<diesel::result::Error> for ApiError {
             }
             Error::DatabaseError(_, info) if info.message().starts_with("last_org_admin") => {
                 ApiError::Conflict("the organization must keep at least one org-wide admin".into())
+            }
+            // A NUL that got past the handlers' checks (crate::validate):
+            // PostgreSQL refuses it in text and jsonb. The client's mistake;
+            // the transaction it happened in rolls back.
+            Error::DatabaseError(_, info)
+                if info.message().starts_with("invalid byte sequence for encoding")
+                    || info.message().starts_with("unsupported Unicode escape sequence") =>
+            {
+                tracing::warn!(error = %info.message(), "text with NUL reached PostgreSQL");
+                ApiError::bad_request("text must not contain NUL characters")
             }
             Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
                 ApiError::Conflict("concurrent update; retry the request".into())

@@ -20,4 +20,5 @@ pub mod secrets;
 pub mod startup;
 pub mod telemetry;
 pub mod users;
+pub mod validate;
 pub mod webhooks;

@@ -397,3 +397,198 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     assert_eq!(rec["ip_address"], "203.0.113.50");
     assert_eq!(rec["user_agent"], "curl/8");
 }
+
+#[actix_web::test]
+async fn the_seeds_curl_is_a_post_with_the_filters_as_its_body() {
+    let app = spawn_app().await;
+    let team = app.team("T").await;
+    for n in 0..3 {
+        app.post(
+            "/api/v1/instances",
+            &app.admin_key,
+            json!({"name": format!("i{n}"), "gpu_type": "A100", "gpu_count": 1, "team_id": team}),
+        )
+        .await;
+    }
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    // Exactly what `curl -d` sends: a POST, form content type, JSON body.
+    let body = format!(r#"{{"start_date": "{today}", "end_date": "{today}", "action": "instance.create"}}"#);
+    let r = app
+        .client
+        .post(format!("{}/api/v1/audit/logs", app.addr))
+        .bearer_auth(&app.admin_key)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let post: Value = r.json().await.unwrap();
+    let get =
+        app.request(Method::GET, "/api/v1/audit/logs", Some(&app.admin_key), serde_json::from_str(&body).ok()).await;
+    assert_eq!(post, get.body, "same filters, same page");
+    assert_eq!(post["data"].as_array().unwrap().len(), 3);
+    assert!(post["data"].as_array().unwrap().iter().all(|r| r["action"] == "instance.create"));
+    // Paging works through the body too.
+    let r = app.post("/api/v1/audit/logs", &app.admin_key, json!({"action": "instance.*", "limit": 2})).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
+    let cursor = r.body["next_cursor"].as_str().unwrap();
+    let r = app.post("/api/v1/audit/logs", &app.admin_key, json!({"action": "instance.*", "cursor": cursor})).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
+    // No body: everything.
+    let r = app.raw(Method::POST, "/api/v1/audit/logs", Some(&app.admin_key), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"].as_array().unwrap().len(), all_records(&app).await.len());
+    // Same permission as GET.
+    let (_, dev) = app.member("d@acme.test", team, "developer").await;
+    let r = app.post("/api/v1/audit/logs", &dev, json!({})).await;
+    assert_problem(&r, 403);
+    assert_eq!(r.body["missing_permission"], "admin:read");
+    assert_problem(&app.request(Method::POST, "/api/v1/audit/logs", None, Some(json!({}))).await, 401);
+    // And it is in the OpenAPI document, with its body.
+    let doc = app.client.get(format!("{}/api/v1/openapi.json", app.addr)).send().await.unwrap();
+    let doc: Value = doc.json().await.unwrap();
+    let op = &doc["paths"]["/api/v1/audit/logs"]["post"];
+    assert_eq!(op["security"], json!([{"bearer": ["admin:read"]}]), "{op}");
+    assert!(op["requestBody"].is_object(), "{op}");
+    assert!(doc["paths"]["/api/v1/audit/logs"]["get"].is_object());
+}
+
+#[actix_web::test]
+async fn bad_filters_in_a_body_are_400_naming_the_field() {
+    let app = spawn_app().await;
+    for (body, field) in [
+        (json!({"start_date": "soon"}), "start_date"),
+        (json!({"start_date": 20240101}), "start_date"),
+        (json!({"end_date": "2024-01-01", "start_date": "2024-02-01"}), "end_date"),
+        (json!({"limit": 0}), "limit"),
+        (json!({"limit": "ten"}), "limit"),
+        (json!({"limit": [5]}), "limit"),
+        (json!({"cursor": "nope"}), "cursor"),
+        (json!({"action": "DROP TABLE"}), "action"),
+        (json!({"colour": "red"}), "colour"),
+        (json!({"user_email": "a\u{0}@acme.test"}), "user_email"),
+        (json!({"resource_id": "\u{0}"}), "resource_id"),
+    ] {
+        for method in [Method::POST, Method::GET] {
+            let r = app.request(method.clone(), "/api/v1/audit/logs", Some(&app.admin_key), Some(body.clone())).await;
+            assert_problem(&r, 400);
+            assert_eq!(r.body["field"], field, "{method} {body}");
+        }
+    }
+    for raw in ["{\"start_date\": ", "[1, 2]", "\"2024-01-01\""] {
+        assert_problem(&app.raw(Method::POST, "/api/v1/audit/logs", Some(&app.admin_key), raw).await, 400);
+    }
+    // The query-string form of the free-text filters refuses a NUL too.
+    for q in ["user_email=%00", "resource_id=x%00y"] {
+        let r = app.get(&format!("/api/v1/audit/logs?{q}"), &app.admin_key).await;
+        assert_problem(&r, 400);
+        assert_eq!(r.body["field"], q.split('=').next().unwrap());
+    }
+}
+
+async fn internal_raw(app: &TestApp, body: &str) -> (u16, Value) {
+    let r = app
+        .client
+        .post(format!("{}/internal/v1/events", app.internal_addr))
+        .bearer_auth(&app.settings.internal.token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[actix_web::test]
+async fn platform_events_with_a_nul_are_422_naming_the_field_and_record_nothing() {
+    let app = spawn_app().await;
+    let org = app.org_id;
+    let before = app.count("SELECT count(*) AS n FROM audit_logs").await;
+    for (body, field) in [
+        (json!({"type": "snapshot.created", "org_id": org, "resource_id": "snap\u{0}1"}), "[0].resource_id"),
+        (
+            json!({"type": "snapshot.created", "org_id": org, "resource_id": "s", "data": {"a": {"b": ["x", "y\u{0}"]}}}),
+            "[0].data.a.b[1]",
+        ),
+        (
+            json!({"type": "snapshot.created", "org_id": org, "resource_id": "s", "data": {"k\u{0}": 1}}),
+            "[0].data.k\\u0000",
+        ),
+        (
+            json!([{"type": "snapshot.created", "org_id": org, "resource_id": "fine"},
+                   {"type": "snapshot.created", "org_id": org, "resource_id": "s", "data": {"note": "\u{0}"}}]),
+            "[1].data.note",
+        ),
+    ] {
+        let (status, problem) = internal(&app, body.clone(), Some(&app.settings.internal.token)).await;
+        assert_eq!(status, 422, "{body}: {problem}");
+        assert_eq!(problem["field"], field, "{body}");
+    }
+    // The escape as a client writes it, too.
+    let raw =
+        format!(r#"{{"type": "snapshot.created", "org_id": "{org}", "resource_id": "s", "data": {{"n": "\u0000"}}}}"#);
+    let (status, problem) = internal_raw(&app, &raw).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "[0].data.n");
+    assert_eq!(app.count("SELECT count(*) AS n FROM audit_logs").await, before, "nothing recorded");
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_events").await, 0, "nothing fanned out");
+}
+
+#[actix_web::test]
+async fn metadata_that_jsonb_normalizes_still_verifies() {
+    let app = spawn_app().await;
+    let org = app.org_id;
+    // jsonb keeps numbers as numeric (no -0, 1e19 comes back as an integer,
+    // trailing zeros stay), keeps the last of duplicate keys and reorders keys.
+    let data = r#"{"x": -0.0, "neg": -0, "dup": 1, "dup": 2, "big": 12345678901234567890123, "e": 1e19,
+                   "f": 1.50, "tiny": 1.5e-7, "pi": 3.141592653589793238462643383279,
+                   "zz": {"b": [-0.0, 1E2], "a": "tab\there \u00e9"}, "a": null}"#;
+    let one = format!(r#"{{"type": "snapshot.created", "org_id": "{org}", "resource_id": "snap_1", "data": {data}}}"#);
+    let (status, body) = internal_raw(&app, &one).await;
+    assert_eq!(status, 201, "{body}");
+    let batch = format!(
+        r#"[{{"type": "failover.started", "org_id": "{org}", "resource_id": "i1", "data": {data}}},
+            {{"type": "failover.completed", "org_id": "{org}", "resource_id": "i1", "data": {{"ms": -0.0}}}}]"#
+    );
+    assert_eq!(internal_raw(&app, &batch).await.0, 201);
+    let v = app.get("/api/v1/audit/verify", &app.admin_key).await;
+    assert_eq!(v.body["valid"], true, "{}", v.text);
+    assert_eq!(v.body["records_checked"].as_i64(), Some(all_records(&app).await.len() as i64));
+    let rec = app.post("/api/v1/audit/logs", &app.admin_key, json!({"action": "snapshot.created"})).await;
+    let meta = &rec.body["data"][0]["metadata"];
+    assert_eq!(meta["dup"], 2, "{meta}");
+    assert_eq!(meta["zz"]["a"], "tab\there é");
+    // An audited API action after them still chains on.
+    app.team("After").await;
+    assert_eq!(app.get("/api/v1/audit/verify", &app.admin_key).await.body["valid"], true);
+}
+
+#[actix_web::test]
+async fn truncate_is_refused_and_the_records_remain() {
+    let app = spawn_app().await;
+    for n in 0..3 {
+        app.team(&format!("T{n}")).await;
+    }
+    let records = app.count("SELECT count(*) AS n FROM audit_logs").await;
+    assert!(records >= 4);
+    let mut c = app.db().await;
+    for sql in [
+        "TRUNCATE audit_logs",
+        "TRUNCATE audit_heads",
+        "TRUNCATE audit_checkpoints",
+        "TRUNCATE orgs CASCADE",
+        // The retention switch allows row deletes, not TRUNCATE.
+        "BEGIN; SELECT set_config('dumont.audit_retention', 'on', true); TRUNCATE audit_logs; COMMIT",
+    ] {
+        let err = diesel_async::SimpleAsyncConnection::batch_execute(&mut c, sql).await.unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+        let _ = diesel_async::SimpleAsyncConnection::batch_execute(&mut c, "ROLLBACK").await;
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM audit_logs").await, records);
+    assert_eq!(app.count("SELECT count(*) AS n FROM audit_heads").await, 1);
+    let v = app.get("/api/v1/audit/verify", &app.admin_key).await;
+    assert_eq!(v.body["valid"], true, "{}", v.text);
+    assert_eq!(v.body["records_checked"], records);
+}

@@ -116,3 +116,30 @@ async fn malformed_json_is_400_and_bad_values_are_422_naming_the_field() {
     let logout_with_key = app.request(Method::POST, "/api/v1/auth/logout", Some(&app.admin_key), None).await;
     assert_problem(&logout_with_key, 422);
 }
+
+#[actix_web::test]
+async fn a_nul_in_the_login_is_just_a_failed_login() {
+    let app = spawn_app().await;
+    let unknown = app.login("nobody@acme.test", "wrong password here").await;
+    assert_problem(&unknown, 401);
+    for (email, password) in
+        [("\u{0}", "wrong password here"), ("admin@acme.test\u{0}", PASSWORD), ("\u{0}admin@acme.test", "x\u{0}")]
+    {
+        let r = app.login(email, password).await;
+        assert_problem(&r, 401);
+        assert_eq!(r.text, unknown.text, "{email:?}");
+        assert!(r.headers.get("www-authenticate").is_some());
+    }
+    // The escape exactly as a client sends it.
+    let r = app.raw(Method::POST, "/api/v1/auth/login", None, r#"{"email": "\u0000", "password": "p"}"#).await;
+    assert_problem(&r, 401);
+    assert_eq!(r.text, unknown.text);
+    // A NUL in the password of a real account is a wrong password (audited as one).
+    let r = app.login("admin@acme.test", "correct horse\u{0}").await;
+    assert_problem(&r, 401);
+    assert_eq!(r.text, unknown.text);
+    assert_eq!(app.audit_actions("auth.login_failed").await.len(), 1);
+    assert!(app.audit_actions("auth.login").await.is_empty());
+    // The account still works.
+    assert_eq!(app.login("admin@acme.test", PASSWORD).await.status, 200);
+}

@@ -81,6 +81,7 @@ async fn every_route_is_documented_and_declares_its_access() {
         ("get", "/api/v1/api-keys/{key_id}"),
         ("delete", "/api/v1/api-keys/{key_id}"),
         ("get", "/api/v1/audit/logs"),
+        ("post", "/api/v1/audit/logs"),
         ("get", "/api/v1/audit/verify"),
         ("get", "/api/v1/audit/export"),
         ("post", "/api/v1/webhooks"),

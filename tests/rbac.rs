@@ -502,3 +502,127 @@ async fn instance_state_machine_refuses_impossible_transitions() {
     }
     assert_eq!(app.audit_actions("instance.create").await.len(), 1);
 }
+
+#[actix_web::test]
+async fn a_nul_or_control_character_in_free_text_is_422_naming_the_field_and_stores_nothing() {
+    let app = spawn_app().await;
+    let key = app.admin_key.clone();
+    let team = app.team("T").await;
+    let (user, _) = app.member("u@acme.test", team, "viewer").await;
+    let cases = [
+        ("POST", "/api/v1/teams".to_string(), json!({"name": "N", "description": "a\u{0}b"}), "description"),
+        ("POST", "/api/v1/teams".to_string(), json!({"name": "N\u{0}"}), "name"),
+        ("POST", "/api/v1/teams".to_string(), json!({"name": "N", "description": "bell\u{7}"}), "description"),
+        ("PATCH", format!("/api/v1/teams/{team}"), json!({"description": "\u{0}"}), "description"),
+        (
+            "POST",
+            "/api/v1/roles".to_string(),
+            json!({"name": "r1", "description": "x\u{0}", "permissions": ["team:read"]}),
+            "description",
+        ),
+        ("POST", format!("/api/v1/teams/{team}/members"), json!({"user_id": user, "role": "viewer\u{0}"}), "role"),
+        ("PATCH", format!("/api/v1/teams/{team}/members/{user}"), json!({"role": "\u{0}"}), "role"),
+    ];
+    for (method, path, body, field) in cases {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = app.request(m, &path, Some(&key), Some(body.clone())).await;
+        assert_problem(&r, 422);
+        assert_eq!(r.body["field"], field, "{method} {path} {body}");
+    }
+    // Multi-line descriptions keep their line breaks and tabs.
+    let ok = app.post("/api/v1/teams", &key, json!({"name": "Lines", "description": "one\n\ttwo"})).await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    // A role edit, after a role exists; and a role name with a NUL is simply unknown.
+    app.post("/api/v1/roles", &key, json!({"name": "r2", "permissions": ["team:read"]})).await;
+    let r = app.patch("/api/v1/roles/r2", &key, json!({"description": "\u{0}"})).await;
+    assert_problem(&r, 422);
+    assert_eq!(r.body["field"], "description");
+    assert_problem(&app.get("/api/v1/roles/r2%00", &key).await, 404);
+    // Nothing of it was stored.
+    assert_eq!(app.count("SELECT count(*) AS n FROM teams").await, 2, "T and Lines");
+    assert_eq!(app.count("SELECT count(*) AS n FROM teams WHERE description <> ''").await, 1);
+    assert_eq!(app.count("SELECT count(*) AS n FROM roles WHERE org_id IS NOT NULL AND description <> ''").await, 0);
+    assert_eq!(app.get(&format!("/api/v1/teams/{team}/members"), &key).await.body[0]["role"], "viewer");
+    assert_eq!(app.audit_actions("team.create").await.len(), 2);
+    assert!(app.audit_actions("team.update").await.is_empty());
+    assert!(app.audit_actions("role.update").await.is_empty());
+    assert!(app.audit_actions("team.member.update").await.is_empty());
+}
+
+#[actix_web::test]
+async fn a_member_removed_meanwhile_is_404_and_nothing_is_recorded() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = spawn_app().await;
+    let key = app.admin_key.clone();
+    let team = app.team("T").await;
+    // Plain case: removed before the PATCH.
+    let (gone, _) = app.member("gone@acme.test", team, "viewer").await;
+    assert_eq!(app.delete(&format!("/api/v1/teams/{team}/members/{gone}"), &key).await.status, 204);
+    let r = app.patch(&format!("/api/v1/teams/{team}/members/{gone}"), &key, json!({"role": "developer"})).await;
+    assert_problem(&r, 404);
+    assert_problem(&app.delete(&format!("/api/v1/teams/{team}/members/{gone}"), &key).await, 404);
+    // Race: the PATCH has read the member and waits on its row while another
+    // transaction removes it.
+    let (user, _) = app.member("u@acme.test", team, "viewer").await;
+    let mut holder = app.db().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM team_members WHERE team_id = '{team}' AND user_id = '{user}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let version = app.count("SELECT authz_version AS n FROM orgs").await;
+    let patch = {
+        let (client, url, key) =
+            (app.client.clone(), format!("{}/api/v1/teams/{team}/members/{user}", app.addr), key.clone());
+        actix_web::rt::spawn(async move {
+            let r = client.patch(url).bearer_auth(key).json(&json!({"role": "developer"})).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let mut waited = 0;
+    while app
+        .count("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        .await
+        == 0
+    {
+        waited += 1;
+        assert!(waited < 500, "the PATCH never waited on the member's row");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    holder
+        .batch_execute(&format!("DELETE FROM team_members WHERE team_id = '{team}' AND user_id = '{user}'; COMMIT"))
+        .await
+        .unwrap();
+    let (status, text) = patch.await.unwrap();
+    assert_eq!(status, 404, "{text}");
+    assert!(app.audit_actions("team.member.update").await.is_empty());
+    assert_eq!(app.count("SELECT authz_version AS n FROM orgs").await, version, "no version bump");
+}
+
+#[actix_web::test]
+async fn a_wrong_method_on_a_known_path_is_405_with_allow() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        ("PUT", "/api/v1/teams", "GET, POST"),
+        ("DELETE", "/healthz", "GET"),
+        ("HEAD", "/healthz", "GET"),
+        ("POST", "/api/v1/teams/00000000-0000-0000-0000-000000000001", "DELETE, GET, PATCH"),
+        ("DELETE", "/api/v1/audit/logs", "GET, POST"),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        for token in [None, Some(app.admin_key.as_str())] {
+            let r = app.request(m.clone(), path, token, None).await;
+            assert_eq!(r.status, 405, "{method} {path}: {}", r.text);
+            assert_eq!(r.headers["allow"], allow, "{method} {path}");
+            if m != reqwest::Method::HEAD {
+                assert_problem(&r, 405);
+            }
+        }
+    }
+    // Unknown paths stay 404, whatever the method.
+    for method in ["GET", "PUT"] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        assert_problem(&app.request(m, "/api/v1/nope", Some(&app.admin_key), None).await, 404);
+    }
+}

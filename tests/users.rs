@@ -119,3 +119,93 @@ async fn billing_credits_and_threshold() {
     assert_eq!(credit.len(), 1);
     assert_eq!(credit[0]["metadata"]["after"]["balance"], "100.00");
 }
+
+#[actix_web::test]
+async fn a_nul_in_any_free_text_field_is_4xx_naming_it_and_stores_nothing() {
+    let app = spawn_app().await;
+    let key = app.admin_key.clone();
+    let team = app.team("T").await;
+    let (user, _) = app.user("u@acme.test").await;
+    let tables = ["users", "teams", "instances", "api_keys", "webhook_endpoints", "reservations", "audit_logs"];
+    let mut before = Vec::new();
+    for t in tables {
+        before.push(app.count(&format!("SELECT count(*) AS n FROM {t}")).await);
+    }
+    let future = (chrono::Utc::now().date_naive() + chrono::Duration::days(10)).to_string();
+    let cases = [
+        (
+            "POST",
+            "/api/v1/users".to_string(),
+            json!({"email": "n\u{0}@acme.test", "name": "x", "password": PASSWORD}),
+            "email",
+        ),
+        (
+            "POST",
+            "/api/v1/users".to_string(),
+            json!({"email": "n@acme.test", "name": "x\u{0}", "password": PASSWORD}),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/users".to_string(),
+            json!({"email": "n@acme.test", "name": "x", "password": PASSWORD, "org_role": "admin\u{0}"}),
+            "org_role",
+        ),
+        ("PATCH", format!("/api/v1/users/{user}"), json!({"name": "\u{0}"}), "name"),
+        ("PATCH", format!("/api/v1/users/{user}"), json!({"org_role": "\u{0}"}), "org_role"),
+        ("POST", "/api/v1/api-keys".to_string(), json!({"name": "k\u{0}", "scopes": ["team:read"]}), "name"),
+        (
+            "POST",
+            "/api/v1/instances".to_string(),
+            json!({"name": "i\u{0}", "gpu_type": "A100", "gpu_count": 1, "team_id": team}),
+            "name",
+        ),
+        ("POST", "/api/v1/webhooks".to_string(), json!({"url": "https://example.com/\u{0}", "events": ["*"]}), "url"),
+        (
+            "POST",
+            "/api/v1/webhooks".to_string(),
+            json!({"url": "https://example.com/", "events": ["*"], "secret": "sixteen chars\u{0}!!"}),
+            "secret",
+        ),
+        (
+            "POST",
+            "/api/v1/reservations".to_string(),
+            json!({"gpu_type": "A100\u{0}", "quantity": 1, "start_date": future, "end_date": future}),
+            "gpu_type",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = app.request(m, &path, Some(&key), Some(body.clone())).await;
+        assert_problem(&r, 422);
+        assert_eq!(r.body["field"], field, "{method} {path} {body}");
+    }
+    // Query strings: 400 naming the parameter.
+    let r = app.get("/api/v1/reservations?gpu_type=A100%00", &key).await;
+    assert_problem(&r, 400);
+    assert_eq!(r.body["field"], "gpu_type");
+    for (t, n) in tables.iter().zip(before) {
+        assert_eq!(app.count(&format!("SELECT count(*) AS n FROM {t}")).await, n, "{t}");
+    }
+    assert_eq!(app.get(&format!("/api/v1/users/{user}"), &key).await.body["name"], "Test User");
+}
+
+#[actix_web::test]
+async fn a_nul_that_reaches_postgresql_is_a_400_not_a_500() {
+    use diesel::sql_types::{Jsonb, Text};
+    use diesel_async::RunQueryDsl;
+    use dumont::error::ApiError;
+    let app = spawn_app().await;
+    let mut c = app.db().await;
+    // The last line of defence behind crate::validate, with PostgreSQL's real errors.
+    let text = diesel::sql_query("SELECT $1 AS t").bind::<Text, _>("a\u{0}b").execute(&mut c).await.unwrap_err();
+    let jsonb =
+        diesel::sql_query("SELECT $1 AS j").bind::<Jsonb, _>(json!({"a": "\u{0}"})).execute(&mut c).await.unwrap_err();
+    for e in [text, jsonb] {
+        let shown = e.to_string();
+        match ApiError::from(e) {
+            ApiError::BadRequest { .. } => {}
+            other => panic!("{shown}: {other:?}"),
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Appending to an org's hash chain. Each record's hash covers the previous
 //! hash and a canonical JSON encoding of the record (fixed field order,
-//! object keys sorted, timestamps to the microsecond).
+//! object keys sorted, timestamps to the microsecond, metadata as jsonb
+//! returns it).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
@@ -48,13 +49,37 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// The hash covers the metadata as jsonb hands it back (see `as_stored`),
+/// which is what `verify` re-hashes.
 pub fn chain_hash(prev: &[u8], record: &Canonical<'_>) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(prev);
-    // serde_json::Value keeps object keys sorted (no preserve_order feature),
-    // and jsonb hands them back as values that serialize the same way.
     h.update(serde_json::to_vec(record).unwrap_or_default());
     h.finalize().to_vec()
+}
+
+#[derive(QueryableByName)]
+struct Stored {
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    m: serde_json::Value,
+}
+
+/// Each entry's metadata as PostgreSQL will return it from the jsonb
+/// column. jsonb is not the JSON that came in: numbers become `numeric`
+/// (-0.0 comes back as 0.0, 1e19 as an integer), so hashing the incoming
+/// value would let `verify` report an untouched record as altered. Asking
+/// PostgreSQL itself (one round trip per batch) matches it in every case.
+async fn as_stored(conn: &mut AsyncPgConnection, entries: &[AuditEntry]) -> QueryResult<Vec<serde_json::Value>> {
+    let values: Vec<&serde_json::Value> = entries.iter().map(|e| &e.metadata).collect();
+    let rows: Vec<Stored> =
+        diesel::sql_query("SELECT m FROM unnest($1::jsonb[]) WITH ORDINALITY AS t(m, i) ORDER BY i")
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Jsonb>, _>(values)
+            .load(conn)
+            .await?;
+    if rows.len() != entries.len() {
+        return Err(diesel::result::Error::QueryBuilderError("jsonb round trip lost entries".into()));
+    }
+    Ok(rows.into_iter().map(|r| r.m).collect())
 }
 
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -93,6 +118,7 @@ pub async fn append_many(conn: &mut AsyncPgConnection, entries: &[AuditEntry]) -
     orgs.sort();
     orgs.dedup();
     let mut ids = vec![Uuid::nil(); entries.len()];
+    let stored = as_stored(conn, entries).await?;
     for org in orgs {
         diesel::insert_into(audit_heads::table)
             .values((audit_heads::org_id.eq(org), audit_heads::seq.eq(0i64), audit_heads::hash.eq(GENESIS.to_vec())))
@@ -109,7 +135,7 @@ pub async fn append_many(conn: &mut AsyncPgConnection, entries: &[AuditEntry]) -
         for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.org_id == org) {
             let id = Uuid::now_v7();
             seq += 1;
-            let hash = chain_hash(&prev, &canonical(id, seq, e));
+            let hash = chain_hash(&prev, &canonical(id, seq, e, &stored[i]));
             ids[i] = id;
             rows.push(NewRecord {
                 id,
@@ -140,7 +166,7 @@ pub async fn append_many(conn: &mut AsyncPgConnection, entries: &[AuditEntry]) -
     Ok(ids)
 }
 
-fn canonical<'a>(id: Uuid, seq: i64, e: &'a AuditEntry) -> Canonical<'a> {
+fn canonical<'a>(id: Uuid, seq: i64, e: &'a AuditEntry, metadata: &'a serde_json::Value) -> Canonical<'a> {
     Canonical {
         id,
         org_id: e.org_id,
@@ -153,6 +179,6 @@ fn canonical<'a>(id: Uuid, seq: i64, e: &'a AuditEntry) -> Canonical<'a> {
         resource_id: e.resource_id.as_deref(),
         ip_address: e.ip_address.as_deref(),
         user_agent: e.user_agent.as_deref(),
-        metadata: &e.metadata,
+        metadata,
     }
 }

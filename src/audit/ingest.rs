@@ -13,6 +13,7 @@ use crate::db::schema::{instances, orgs};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{self, platform_event};
 use crate::startup::AppState;
+use crate::validate;
 use crate::webhooks::outbox;
 
 #[derive(Debug, Deserialize)]
@@ -53,9 +54,11 @@ pub async fn ingest(state: web::Data<AppState>, body: web::Json<OneOrMany>) -> A
         if e.resource_id.is_empty() || e.resource_id.len() > 200 {
             return Err(ApiError::invalid(format!("[{i}].resource_id"), "must be 1 to 200 characters"));
         }
+        validate::single_line(&format!("[{i}].resource_id"), &e.resource_id)?;
         if !(e.data.is_object() || e.data.is_null()) {
             return Err(ApiError::invalid(format!("[{i}].data"), "must be an object"));
         }
+        validate::json(&format!("[{i}].data"), &e.data)?;
         entries.push(AuditEntry {
             org_id: e.org_id,
             user_id: None,

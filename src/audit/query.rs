@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::record::AuditRecord;
@@ -17,10 +17,10 @@ use crate::error::{ApiError, ApiResult};
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
 
-/// Filters as sent, in the query string or (as the seed's curl does) as a
-/// JSON body on GET. Values are strings so that a bad one gets a 400 that
-/// names it.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+/// Filters as sent, in the query string or as a JSON body (POST, as the
+/// seed's curl sends them, or GET). Values are strings so that a bad one
+/// gets a 400 that names it.
+#[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFilters {
     /// `2024-01-01` (from the start of that UTC day) or an RFC 3339 instant.
@@ -33,6 +33,7 @@ pub struct RawFilters {
     pub resource_id: Option<String>,
     /// 1 to 1000 (default 100).
     #[param(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>)]
     #[serde(default, deserialize_with = "string_or_number")]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
@@ -50,6 +51,43 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
 }
 
 impl RawFilters {
+    /// Filters sent as a JSON object, read key by key so that a bad key or
+    /// value gets a 400 naming it (serde's own errors do not say which).
+    pub fn from_json(body: &[u8]) -> ApiResult<RawFilters> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(ApiError::bad_request("filters must be a JSON object"));
+        };
+        let mut f = RawFilters::default();
+        for (key, v) in map {
+            let slot = match key.as_str() {
+                "start_date" => &mut f.start_date,
+                "end_date" => &mut f.end_date,
+                "action" => &mut f.action,
+                "user_email" => &mut f.user_email,
+                "resource_id" => &mut f.resource_id,
+                "limit" => &mut f.limit,
+                "cursor" => &mut f.cursor,
+                "format" => &mut f.format,
+                _ => {
+                    return Err(ApiError::bad_field(
+                        key,
+                        "unknown filter; use start_date, end_date, action, user_email, resource_id, limit, cursor",
+                    ));
+                }
+            };
+            *slot = match v {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Number(n) if key == "limit" => Some(n.to_string()),
+                _ if key == "limit" => return Err(ApiError::bad_field(key, "must be a number")),
+                _ => return Err(ApiError::bad_field(key, "must be a string")),
+            };
+        }
+        Ok(f)
+    }
+
     /// Fills what the query string left out from the JSON body.
     pub fn or(self, other: RawFilters) -> RawFilters {
         RawFilters {
@@ -141,6 +179,12 @@ impl Filters {
                 _ => return Err(ApiError::bad_field("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))),
             },
         };
+        // Free-text filters are compared in SQL, where a NUL would fail.
+        for (field, v) in [("user_email", &raw.user_email), ("resource_id", &raw.resource_id)] {
+            if let Some(problem) = v.as_deref().and_then(|s| crate::validate::text_problem(s, false)) {
+                return Err(ApiError::bad_field(field, problem));
+            }
+        }
         Ok(Filters {
             start,
             end,

@@ -1,7 +1,7 @@
-//! GET /api/v1/audit/logs, /audit/verify, /audit/export (admin:read).
+//! GET and POST /api/v1/audit/logs, GET /audit/verify, /audit/export (admin:read).
 
 use actix_web::web::Bytes;
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, get, post, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -19,7 +19,7 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
-/// The raw body of a GET (the seed's curl sends filters as JSON there).
+/// The raw body of a search (filters as JSON, on GET or POST).
 pub struct GetBody(Bytes);
 
 impl actix_web::FromRequest for GetBody {
@@ -37,14 +37,15 @@ fn filters(q: RawFilters, GetBody(body): &GetBody) -> ApiResult<RawFilters> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(q);
     }
-    let from_body: RawFilters = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            ApiError::bad_request(format!("invalid filters: {e}"))
-        } else {
-            ApiError::bad_request(format!("malformed JSON: {e}"))
-        }
-    })?;
-    Ok(q.or(from_body))
+    Ok(q.or(RawFilters::from_json(body)?))
+}
+
+async fn search(state: &AppState, principal: &Principal, raw: &RawFilters) -> ApiResult<HttpResponse> {
+    let f = Filters::parse(raw)?;
+    let mut conn = state.conn().await?;
+    let data = query::page(&mut conn, principal.org_id, &f).await?;
+    let next_cursor = if data.len() as i64 == f.limit { data.last().map(query::encode_cursor) } else { None };
+    Ok(HttpResponse::Ok().json(AuditPage { data, next_cursor }))
 }
 
 /// Searches the org's audit log, newest first. Filters may also be sent as
@@ -59,11 +60,23 @@ pub async fn logs(
     q: web::Query<RawFilters>,
     body: GetBody,
 ) -> ApiResult<HttpResponse> {
-    let f = Filters::parse(&filters(q.into_inner(), &body)?)?;
-    let mut conn = state.conn().await?;
-    let data = query::page(&mut conn, principal.org_id, &f).await?;
-    let next_cursor = if data.len() as i64 == f.limit { data.last().map(query::encode_cursor) } else { None };
-    Ok(HttpResponse::Ok().json(AuditPage { data, next_cursor }))
+    search(&state, &principal, &filters(q.into_inner(), &body)?).await
+}
+
+/// The same search with the filters as a JSON body: the seed's
+/// `curl /api/v1/audit/logs -d '{...}'` is a POST. Query-string filters
+/// are accepted too, and win over the body's.
+#[utoipa::path(tag = "audit", request_body = RawFilters,
+    responses((status = 200, body = AuditPage), (status = 400), (status = 403)),
+    security(("bearer" = ["admin:read"])))]
+#[post("/audit/logs")]
+pub async fn search_logs(
+    state: web::Data<AppState>,
+    principal: Principal,
+    q: web::Query<RawFilters>,
+    body: GetBody,
+) -> ApiResult<HttpResponse> {
+    search(&state, &principal, &filters(q.into_inner(), &body)?).await
 }
 
 /// Re-verifies the org's hash chain.

@@ -1,7 +1,9 @@
 //! The route guard: an app-wide middleware that looks up the matched route
 //! in the `RouteTable`, authenticates the caller and checks the declared
-//! permission before any handler runs. A matched route with no entry is
-//! refused (deny by default).
+//! permission before any handler runs. A path declared under other methods
+//! only answers 405 with `Allow` (HEAD included: only declared methods are
+//! served); a matched route with no entry at all is refused (deny by
+//! default).
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -34,6 +36,11 @@ pub async fn guard(
     let access = match state.routes.access(req.method().as_str(), &pattern) {
         Some(a) => a,
         None => {
+            // The path exists under other methods: the client's mistake, and
+            // the router would not run anything for this method anyway.
+            if let Some(allow) = state.routes.allowed(&pattern) {
+                return Ok(req.error_response(ApiError::MethodNotAllowed { allow: allow.to_string() }));
+            }
             tracing::error!(method = %req.method(), %pattern, "route without declared access refused");
             return Ok(req.error_response(ApiError::Forbidden {
                 detail: "this route declares no permission and is refused".into(),

@@ -66,12 +66,18 @@ pub async fn login(
         return Err(ApiError::TooManyRequests { retry_after_secs });
     }
     let mut conn = state.conn().await?;
-    let user: Option<(Uuid, Uuid, Option<String>)> = users::table
-        .filter(users::email.eq(&email))
-        .select((users::id, users::org_id, users::password_hash))
-        .first(&mut conn)
-        .await
-        .optional()?;
+    // PostgreSQL refuses NUL in text, so no account has one: such an e-mail
+    // is an unknown one (not a 500), and still costs a dummy hash check.
+    let user: Option<(Uuid, Uuid, Option<String>)> = if email.contains('\0') {
+        None
+    } else {
+        users::table
+            .filter(users::email.eq(&email))
+            .select((users::id, users::org_id, users::password_hash))
+            .first(&mut conn)
+            .await
+            .optional()?
+    };
     let ok = password::verify(body.password.clone(), user.as_ref().and_then(|u| u.2.clone())).await?;
     let now = state.clock.now();
     let Some((user_id, org_id, _)) = user.clone().filter(|_| ok) else {

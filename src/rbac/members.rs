@@ -104,15 +104,19 @@ fn check_grantable(principal: &Principal, team: Uuid, role: &Role) -> ApiResult<
     Ok(())
 }
 
-async fn current_role(conn: &mut AsyncPgConnection, team: Uuid, user: Uuid) -> ApiResult<Role> {
-    team_members::table
-        .inner_join(roles::table)
-        .filter(team_members::team_id.eq(team).and(team_members::user_id.eq(user)))
-        .select(Role::as_select())
+/// The member's role, with their membership row locked until the end of
+/// the transaction: a concurrent change or removal waits, and one that came
+/// first makes this a 404.
+async fn lock_member(conn: &mut AsyncPgConnection, team: Uuid, user: Uuid) -> ApiResult<Role> {
+    let role_id: Uuid = team_members::table
+        .find((team, user))
+        .select(team_members::role_id)
+        .for_update()
         .first(conn)
         .await
         .optional()?
-        .ok_or_else(|| ApiError::not_found("member"))
+        .ok_or_else(|| ApiError::not_found("member"))?;
+    Ok(roles::table.find(role_id).select(Role::as_select()).first(conn).await?)
 }
 
 /// Adds a user of the org to a team with a role.
@@ -199,18 +203,21 @@ pub async fn update_member(
     let org = principal.org_id;
     let mut conn = state.conn().await?;
     let team = find_team(&mut conn, org, team_id).await?;
-    let before = current_role(&mut conn, team.id, user).await?;
-    // Changing someone's role takes their old one away: the caller must be
-    // able to grant both.
-    check_grantable(&principal, team.id, &before)?;
     let role = assignable_role(&mut conn, &principal, team.id, &body.role).await?;
     let now = state.clock.now();
-    let version = conn
+    let (version, member) = conn
         .transaction(async |c| {
-            diesel::update(team_members::table.find((team.id, user)))
+            let before = lock_member(c, team.id, user).await?;
+            // Changing someone's role takes their old one away: the caller
+            // must be able to grant both.
+            check_grantable(&principal, team.id, &before)?;
+            let updated = diesel::update(team_members::table.find((team.id, user)))
                 .set((team_members::role_id.eq(role.id), team_members::updated_at.eq(now)))
                 .execute(c)
                 .await?;
+            if updated != 1 {
+                return Err(ApiError::not_found("member"));
+            }
             let v = bump_version(c, org).await?;
             let meta = serde_json::json!({"team_id": team.id, "user_id": user,
                 "before": {"role": before.name, "permissions": before.permissions},
@@ -227,12 +234,17 @@ pub async fn update_member(
                 ),
             )
             .await?;
-            Ok::<_, ApiError>(v)
+            // Read back under the lock: the answer is the row as updated.
+            let member = load_members(c, team.id, Some(user))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::not_found("member"))?;
+            Ok::<_, ApiError>((v, member))
         })
         .await?;
     state.after_authz_change(org, version).await;
-    let member = load_members(&mut conn, team.id, Some(user)).await?;
-    Ok(HttpResponse::Ok().json(member.first()))
+    Ok(HttpResponse::Ok().json(member))
 }
 
 /// Removes a member from a team.
@@ -250,12 +262,15 @@ pub async fn remove_member(
     let org = principal.org_id;
     let mut conn = state.conn().await?;
     let team = find_team(&mut conn, org, team_id).await?;
-    let before = current_role(&mut conn, team.id, user).await?;
-    check_grantable(&principal, team.id, &before)?;
     let now = state.clock.now();
     let version = conn
         .transaction(async |c| {
-            diesel::delete(team_members::table.find((team.id, user))).execute(c).await?;
+            // Locked: of two concurrent removals, one records it, the other is a 404.
+            let before = lock_member(c, team.id, user).await?;
+            check_grantable(&principal, team.id, &before)?;
+            if diesel::delete(team_members::table.find((team.id, user))).execute(c).await? != 1 {
+                return Err(ApiError::not_found("member"));
+            }
             let v = bump_version(c, org).await?;
             let meta = serde_json::json!({"team_id": team.id, "user_id": user,
                 "before": {"role": before.name, "permissions": before.permissions}, "after": null});

@@ -33,6 +33,10 @@ impl Role {
 
 /// A built-in role or one of `org`'s custom roles, by id or by name.
 pub async fn find_role(conn: &mut AsyncPgConnection, org: Uuid, id_or_name: &str) -> QueryResult<Option<Role>> {
+    // No role name holds a NUL (PostgreSQL refuses it in text): not found.
+    if id_or_name.contains('\0') {
+        return Ok(None);
+    }
     let visible = roles::org_id.is_null().or(roles::org_id.eq(org));
     let q = roles::table.filter(visible).select(Role::as_select());
     match Uuid::parse_str(id_or_name) {

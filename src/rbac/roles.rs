@@ -53,6 +53,12 @@ fn check_role_name(name: &str) -> ApiResult<String> {
     Ok(name.to_string())
 }
 
+/// Descriptions may span lines; they are cut at 2000 characters.
+fn check_description(d: &str) -> ApiResult<String> {
+    crate::validate::multi_line("description", d)?;
+    Ok(d.trim().chars().take(2000).collect())
+}
+
 /// Validates permissions and checks the caller holds all of them.
 fn check_permissions(principal: &Principal, perms: &[String]) -> ApiResult<Vec<String>> {
     if perms.is_empty() {
@@ -128,7 +134,7 @@ pub async fn create_role(
 ) -> ApiResult<HttpResponse> {
     let name = check_role_name(&body.name)?;
     let permissions = check_permissions(&principal, &body.permissions)?;
-    let description = body.description.trim().chars().take(2000).collect::<String>();
+    let description = check_description(&body.description)?;
     let now = state.clock.now();
     let id = Uuid::now_v7();
     let mut conn = state.conn().await?;
@@ -207,7 +213,7 @@ pub async fn update_role(
     check_permissions(&principal, &before.permissions)?;
     let name = body.name.as_deref().map(check_role_name).transpose()?;
     let permissions = body.permissions.as_deref().map(|p| check_permissions(&principal, p)).transpose()?;
-    let description = body.description.as_ref().map(|d| d.trim().chars().take(2000).collect::<String>());
+    let description = body.description.as_deref().map(check_description).transpose()?;
     let now = state.clock.now();
     let org = principal.org_id;
     let mut conn = state.conn().await?;

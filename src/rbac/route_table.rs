@@ -34,6 +34,8 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: HashMap<(String, String), Access>,
+    /// Each path's methods, for the `Allow` header of a 405 ("GET, POST").
+    allow: HashMap<String, String>,
 }
 
 impl RouteTable {
@@ -51,11 +53,27 @@ impl RouteTable {
                 routes.insert((m, path.clone()), access);
             }
         }
-        Ok(RouteTable { routes })
+        let mut allow: HashMap<String, Vec<String>> = HashMap::new();
+        for (m, path) in routes.keys() {
+            allow.entry(path.clone()).or_default().push(m.clone());
+        }
+        let allow = allow
+            .into_iter()
+            .map(|(path, mut methods)| {
+                methods.sort();
+                (path, methods.join(", "))
+            })
+            .collect();
+        Ok(RouteTable { routes, allow })
     }
 
     pub fn access(&self, method: &str, pattern: &str) -> Option<Access> {
         self.routes.get(&(method.to_string(), pattern.to_string())).copied()
+    }
+
+    /// The methods declared on `pattern` ("GET, POST"), if any.
+    pub fn allowed(&self, pattern: &str) -> Option<&str> {
+        self.allow.get(pattern).map(String::as_str)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&(String, String), &Access)> {
@@ -104,5 +122,14 @@ mod tests {
         assert!(RouteTable::from_openapi(&sneaky).is_err());
         let bad = json!({"paths": {"/api/v1/x": {"get": {"security": [{"bearer": ["root:all"]}]}}}});
         assert!(RouteTable::from_openapi(&bad).is_err());
+    }
+
+    #[test]
+    fn knows_each_paths_methods() {
+        let doc = json!({"paths": {"/api/v1/teams": {"post": {"security": [{"bearer": ["team:create"]}]},
+                                                    "get": {"security": [{"bearer": ["team:read"]}]}}}});
+        let t = RouteTable::from_openapi(&doc).unwrap();
+        assert_eq!(t.allowed("/api/v1/teams"), Some("GET, POST"));
+        assert_eq!(t.allowed("/api/v1/nope"), None);
     }
 }

@@ -49,6 +49,7 @@ fn check_description(d: &str) -> ApiResult<String> {
     if d.chars().count() > 2000 {
         return Err(ApiError::invalid("description", "must be at most 2000 characters"));
     }
+    crate::validate::multi_line("description", d)?;
     Ok(d.trim().to_string())
 }
 

@@ -112,6 +112,7 @@ pub async fn create_reservation(
     client: ClientInfo,
     body: web::Json<CreateReservation>,
 ) -> ApiResult<HttpResponse> {
+    crate::validate::single_line("gpu_type", &body.gpu_type)?;
     let start = dates::parse("start_date", &body.start_date)?;
     let end = dates::parse("end_date", &body.end_date)?;
     dates::check_range(start, end, "end_date")?;
@@ -228,6 +229,9 @@ pub async fn list_reservations(
         query = query.filter(reservations::state.eq(s.clone()));
     }
     if let Some(g) = &q.gpu_type {
+        if let Some(problem) = crate::validate::text_problem(g, false) {
+            return Err(ApiError::bad_field("gpu_type", problem));
+        }
         query = query.filter(reservations::gpu_type.eq(g.clone()));
     }
     if let Some(t) = q.team_id {

@@ -47,6 +47,7 @@ pub async fn get(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> ApiResult
 
 pub fn normalize_email(raw: &str) -> ApiResult<String> {
     let email = raw.trim().to_lowercase();
+    crate::validate::single_line("email", &email)?;
     if email.len() > 254 || !email_address::EmailAddress::is_valid(&email) {
         return Err(ApiError::invalid("email", "not a valid e-mail address"));
     }
@@ -61,9 +62,7 @@ pub fn check_name(field: &str, name: &str, max: usize) -> ApiResult<String> {
     if n.chars().count() > max {
         return Err(ApiError::invalid(field, format!("must be at most {max} characters")));
     }
-    if n.chars().any(char::is_control) {
-        return Err(ApiError::invalid(field, "must not contain control characters"));
-    }
+    crate::validate::single_line(field, n)?;
     Ok(n.to_string())
 }
 

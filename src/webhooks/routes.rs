@@ -99,6 +99,7 @@ pub struct Delivery {
 }
 
 async fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
+    crate::validate::single_line("url", url)?;
     ssrf::vet(url, state.settings.webhooks.allow_private_targets)
         .await
         .map(|u| u.to_string())
@@ -127,6 +128,7 @@ fn check_secret(s: &str) -> ApiResult<()> {
     if s.len() < 16 || s.len() > 256 {
         return Err(ApiError::invalid("secret", "must be 16 to 256 characters"));
     }
+    crate::validate::single_line("secret", s)?;
     if signature::key_of(s).is_none() {
         return Err(ApiError::invalid("secret", "a whsec_ secret must be followed by base64"));
     }

@@ -225,6 +225,17 @@ impl TestApp {
         AsyncPgConnection::establish(&self.db_url).await.unwrap()
     }
 
+    /// `SELECT count(*) ...` straight from the database (`sql` selects `count(*) AS n`).
+    pub async fn count(&self, sql: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut c = self.db().await;
+        diesel::sql_query(sql).get_result::<N>(&mut c).await.unwrap().n
+    }
+
     /// Audit records of this org with `action`, oldest first.
     pub async fn audit_actions(&self, action: &str) -> Vec<Value> {
         #[derive(diesel::QueryableByName)]

@@ -109,6 +109,9 @@ async fn run() {
     settings.database.pool_size = 16;
     settings.redis.key_prefix = format!("bench:{}:", uuid::Uuid::new_v4().simple());
     settings.auth.max_failures_per_ip = 1_000_000;
+    // The same worker count for the product and the bare baseline.
+    let workers: usize = std::env::var("BENCH_WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or(1);
+    settings.server.workers = workers;
     dumont::startup::prepare_database(&settings).await.unwrap();
     let boot = dumont::bootstrap::run(&settings, "Bench", "admin@bench.test", "correct horse battery", false)
         .await
@@ -134,7 +137,7 @@ async fn run() {
     let bare = HttpServer::new(|| {
         App::new().route("/bare", web::get().to(|| async { HttpResponse::Ok().json(json!({"ok": true})) }))
     })
-    .workers(1)
+    .workers(workers)
     .listen(bare_listener)
     .unwrap()
     .run();
@@ -164,7 +167,7 @@ async fn run() {
         .unwrap();
     let session = login["access_token"].as_str().unwrap().to_string();
     println!(
-        "Dumont benchmarks ({} cores; wrk -t1 -c{CONNS} -d{SECS}s; servers with 1 worker)",
+        "Dumont benchmarks ({} cores; wrk -t1 -c{CONNS} -d{SECS}s; servers with {workers} worker(s))",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
 

@@ -29,10 +29,24 @@ pub async fn guard(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(req.error_response(ApiError::Internal(anyhow::anyhow!("no app state"))));
     };
-    // No pattern: no route matched, and the router answers 404.
-    let Some(pattern) = req.match_pattern() else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
+    // The declared routes are looked up in a radix tree over the path the
+    // router matches on; a path none of them covers falls back to actix's
+    // own (slower) lookup, so an undeclared route is still found and refused
+    // below. No pattern at all: nothing matched, and the router answers 404.
+    let pattern = match state.routes.pattern_of(req.match_info().as_str()) {
+        Some(p) => p.to_string(),
+        None => match req.match_pattern() {
+            Some(p) => p,
+            None => return Ok(next.call(req).await?.map_into_boxed_body()),
+        },
     };
+    // Debug builds (the test suite) prove on every request that both
+    // lookups agree, so the permission checked is the handler's.
+    #[cfg(debug_assertions)]
+    if req.match_pattern().as_deref() != Some(pattern.as_str()) {
+        tracing::error!(%pattern, actix = ?req.match_pattern(), "route lookups disagree");
+        return Ok(req.error_response(ApiError::Internal(anyhow::anyhow!("route lookups disagree on {pattern}"))));
+    }
     let access = match state.routes.access(req.method().as_str(), &pattern) {
         Some(a) => a,
         None => {

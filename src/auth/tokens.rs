@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: Uuid,
     pub org: Uuid,
@@ -24,6 +24,11 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     validation: Validation,
     pub access_ttl_secs: i64,
+    /// Tokens whose signature was already checked: a client sends the same
+    /// token on every request until it expires, and decoding plus HMAC is
+    /// the larger part of authenticating one. Keyed by the whole token, so
+    /// only the identical bytes hit; expiry is still checked every time.
+    verified: moka::sync::Cache<String, Claims>,
 }
 
 const ACCESS: &str = "access";
@@ -40,6 +45,10 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(secret.as_bytes())?,
             validation,
             access_ttl_secs,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(50_000)
+                .time_to_live(std::time::Duration::from_secs(access_ttl_secs.max(1) as u64))
+                .build(),
         })
     }
 
@@ -57,8 +66,17 @@ impl TokenKeys {
 
     /// `None` for any token that is not a current access token of ours.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<Claims> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        (data.claims.typ == ACCESS && data.claims.exp > now.timestamp()).then_some(data.claims)
+        let claims = match self.verified.get(token) {
+            Some(c) => c,
+            None => {
+                let c = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?.claims;
+                if c.typ == ACCESS {
+                    self.verified.insert(token.to_string(), c.clone());
+                }
+                c
+            }
+        };
+        (claims.typ == ACCESS && claims.exp > now.timestamp()).then_some(claims)
     }
 }
 

@@ -120,7 +120,7 @@ pub async fn check_permission(
 #[derive(Serialize, ToSchema)]
 pub struct TeamPermissions {
     pub team_id: Uuid,
-    pub permissions: Vec<String>,
+    pub permissions: Vec<&'static str>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -128,7 +128,7 @@ pub struct MyPermissions {
     pub user_id: Uuid,
     pub org_id: Uuid,
     /// From the org-wide role: held in every team.
-    pub org_wide: Vec<String>,
+    pub org_wide: Vec<&'static str>,
     /// From the role held in each team.
     pub teams: Vec<TeamPermissions>,
     /// True when the request was made with an API key: the lists are then
@@ -146,11 +146,11 @@ pub async fn my_permissions(principal: Principal) -> HttpResponse {
     HttpResponse::Ok().json(MyPermissions {
         user_id: principal.user_id,
         org_id: principal.org_id,
-        org_wide: perms.org_role.to_strings(),
+        org_wide: perms.org_role.names(),
         teams: perms
             .teams
             .iter()
-            .map(|(team_id, p)| TeamPermissions { team_id: *team_id, permissions: p.to_strings() })
+            .map(|(team_id, p)| TeamPermissions { team_id: *team_id, permissions: p.names() })
             .collect(),
         api_key: matches!(principal.credential, crate::auth::principal::Credential::ApiKey(_)),
     })

@@ -31,9 +31,11 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RouteTable {
     routes: HashMap<(String, String), Access>,
+    /// Request path -> declared pattern ("/api/v1/teams/{id}").
+    patterns: matchit::Router<String>,
     /// Each path's methods, for the `Allow` header of a 405 ("GET, POST").
     allow: HashMap<String, String>,
 }
@@ -53,6 +55,10 @@ impl RouteTable {
                 routes.insert((m, path.clone()), access);
             }
         }
+        let mut patterns = matchit::Router::new();
+        for path in paths.keys() {
+            patterns.insert(path.clone(), path.clone()).map_err(|e| format!("{path}: {e}"))?;
+        }
         let mut allow: HashMap<String, Vec<String>> = HashMap::new();
         for (m, path) in routes.keys() {
             allow.entry(path.clone()).or_default().push(m.clone());
@@ -64,7 +70,12 @@ impl RouteTable {
                 (path, methods.join(", "))
             })
             .collect();
-        Ok(RouteTable { routes, allow })
+        Ok(RouteTable { routes, patterns, allow })
+    }
+
+    /// The declared pattern a request path falls under, if any.
+    pub fn pattern_of(&self, path: &str) -> Option<&str> {
+        self.patterns.at(path).ok().map(|m| m.value.as_str())
     }
 
     pub fn access(&self, method: &str, pattern: &str) -> Option<Access> {

@@ -236,7 +236,7 @@ pub async fn build(
             .split_for_parts();
         app.wrap(from_fn(crate::auth::guard::guard))
             .wrap(from_fn(crate::ops::metrics::track))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<crate::ops::request_span::RequestSpan>::new())
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such route".into()))
             }))

@@ -29,16 +29,10 @@ pub async fn guard(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(req.error_response(ApiError::Internal(anyhow::anyhow!("no app state"))));
     };
-    // The declared routes are looked up in a radix tree over the path the
-    // router matches on; a path none of them covers falls back to actix's
-    // own (slower) lookup, so an undeclared route is still found and refused
-    // below. No pattern at all: nothing matched, and the router answers 404.
-    let pattern = match state.routes.pattern_of(req.match_info().as_str()) {
-        Some(p) => p.to_string(),
-        None => match req.match_pattern() {
-            Some(p) => p,
-            None => return Ok(next.call(req).await?.map_into_boxed_body()),
-        },
+    // An undeclared route is still found (and refused below); no pattern at
+    // all means nothing matched, and the router answers 404.
+    let Some(pattern) = state.routes.pattern_of_request(&req) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
     };
     // Debug builds (the test suite) prove on every request that both
     // lookups agree, so the permission checked is the handler's.

@@ -46,9 +46,10 @@ pub async fn track(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let start = Instant::now();
-    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    let state = req.app_data::<web::Data<AppState>>();
+    let metrics = state.map(|s| s.metrics.clone());
     // Label by route pattern, not path, so ids do not explode cardinality.
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let route = state.and_then(|s| s.routes.pattern_of_request(&req)).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let res = next.call(req).await;
     if let Some(m) = metrics {

@@ -78,6 +78,17 @@ impl RouteTable {
         self.patterns.at(path).ok().map(|m| m.value.as_str())
     }
 
+    /// The route pattern of a request: the radix tree over the path the
+    /// router matches on, else actix's own lookup (slower: a regex per
+    /// resource), which also finds routes missing from the table so that
+    /// the guard can refuse them. `None`: no route matches (404).
+    pub fn pattern_of_request(&self, req: &actix_web::dev::ServiceRequest) -> Option<String> {
+        match self.pattern_of(req.match_info().as_str()) {
+            Some(p) => Some(p.to_string()),
+            None => req.match_pattern(),
+        }
+    }
+
     pub fn access(&self, method: &str, pattern: &str) -> Option<Access> {
         self.routes.get(&(method.to_string(), pattern.to_string())).copied()
     }

@@ -5,9 +5,13 @@
 //!
 //! Figures printed:
 //! - HTTP throughput and p50/p99 (wrk, 1 thread, 32 connections, both servers
-//!   with one worker): a bare actix-web handler; GET /api/v1/teams/{id}
-//!   (guard + permission check + a database read) with a session token and
-//!   with an API key.
+//!   with the same number of workers: `BENCH_WORKERS`, default one per core):
+//!   a bare actix-web handler; GET /api/v1/teams/{id} (guard + permission
+//!   check + a database read) and GET /api/v1/users/me/permissions (guard +
+//!   authentication + the permission cache, no database), each with a
+//!   session token and with an API key.
+//!   `BENCH_ONLY=http` stops after this section; `BENCH_ONLY=serve` keeps the
+//!   servers up and prints their addresses and credentials, for profiling.
 //! - In-process: a warm permission check (cache hit + bit test) and a full
 //!   authentication (JWT or key + one Redis round trip + cached permissions).
 //! - Audit: records/s through an audited API action (POST /billing/credits),
@@ -109,8 +113,12 @@ async fn run() {
     settings.database.pool_size = 16;
     settings.redis.key_prefix = format!("bench:{}:", uuid::Uuid::new_v4().simple());
     settings.auth.max_failures_per_ip = 1_000_000;
-    // The same worker count for the product and the bare baseline.
-    let workers: usize = std::env::var("BENCH_WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or(1);
+    // The same worker count for the product and the bare baseline; by
+    // default one per core, as the server runs in production.
+    let workers: usize = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     settings.server.workers = workers;
     dumont::startup::prepare_database(&settings).await.unwrap();
     let boot = dumont::bootstrap::run(&settings, "Bench", "admin@bench.test", "correct horse battery", false)

@@ -237,7 +237,7 @@ pub fn path_error(_err: actix_web::error::PathError, _req: &actix_web::HttpReque
 
 /// serde names the field between backticks in "missing field `name`" and
 /// "unknown field `name`"; other messages quote a value, not a field.
-fn field_in_serde_message(msg: &str) -> Option<&str> {
+pub fn field_in_serde_message(msg: &str) -> Option<&str> {
     if !(msg.starts_with("missing field") || msg.starts_with("unknown field")) {
         return None;
     }

@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod instances;
+pub mod json_body;
 pub mod ops;
 pub mod rbac;
 pub mod reservations;

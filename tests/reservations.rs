@@ -103,6 +103,8 @@ async fn invalid_requests_book_nothing_and_charge_nothing() {
         (json!({"gpu_type": "A100", "quantity": 1, "start_date": day(1)}), "end_date"),
         (json!({"quantity": 1, "start_date": day(1), "end_date": day(2)}), "gpu_type"),
         (json!({"gpu_type": "A100", "start_date": day(1), "end_date": day(2)}), "quantity"),
+        (json!({"gpu_type": "A100", "quantity": 1.5, "start_date": day(1), "end_date": day(2)}), "quantity"),
+        (json!({"gpu_type": "A100", "quantity": "2", "start_date": day(1), "end_date": day(2)}), "quantity"),
         (json!({"gpu_type": "A100", "quantity": 1, "start_date": day(1), "end_date": day(400)}), "end_date"),
         (
             json!({"gpu_type": "A100", "quantity": 1, "start_date": day(1), "end_date": day(2), "team_id": uuid::Uuid::new_v4()}),

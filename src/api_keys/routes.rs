@@ -1,5 +1,6 @@
 //! /api/v1/api-keys
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -100,7 +101,7 @@ pub async fn create_key(
     state: web::Data<AppState>,
     principal: Principal,
     client: ClientInfo,
-    body: web::Json<CreateKey>,
+    body: Json<CreateKey>,
 ) -> ApiResult<HttpResponse> {
     let name = crate::users::model::check_name("name", &body.name, 200)?;
     if body.scopes.is_empty() {

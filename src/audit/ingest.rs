@@ -2,6 +2,7 @@
 //! failover.*, snapshot.created), one or a batch, recorded in the audit log
 //! in one transaction.
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, web};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -36,7 +37,7 @@ pub enum OneOrMany {
 
 pub const MAX_BATCH: usize = 10_000;
 
-pub async fn ingest(state: web::Data<AppState>, body: web::Json<OneOrMany>) -> ApiResult<HttpResponse> {
+pub async fn ingest(state: web::Data<AppState>, body: Json<OneOrMany>) -> ApiResult<HttpResponse> {
     let events = match body.into_inner() {
         OneOrMany::Many(v) => v,
         OneOrMany::One(e) => vec![e],

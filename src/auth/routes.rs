@@ -1,5 +1,6 @@
 //! POST /api/v1/auth/login, /refresh, /logout.
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, post, web};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -59,7 +60,7 @@ fn token_response(
 pub async fn login(
     state: web::Data<AppState>,
     client: ClientInfo,
-    body: web::Json<LoginRequest>,
+    body: Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let email = body.email.trim().to_lowercase();
     if let Err(retry_after_secs) = state.limiter.check(&email, client.ip).await {
@@ -129,7 +130,7 @@ pub async fn login(
     responses((status = 200, body = TokenResponse), (status = 401)),
     security(()))]
 #[post("/auth/refresh")]
-pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshRequest>) -> ApiResult<HttpResponse> {
+pub async fn refresh(state: web::Data<AppState>, body: Json<RefreshRequest>) -> ApiResult<HttpResponse> {
     let now = state.clock.now();
     let mut conn = state.conn().await?;
     let token = body.refresh_token.clone();

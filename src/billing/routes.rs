@@ -1,5 +1,6 @@
 //! /api/v1/billing
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, get, patch, post, web};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -54,7 +55,7 @@ pub async fn update_billing(
     state: web::Data<AppState>,
     principal: Principal,
     client: ClientInfo,
-    body: web::Json<UpdateBilling>,
+    body: Json<UpdateBilling>,
 ) -> ApiResult<HttpResponse> {
     let threshold = parse_usd("low_balance_threshold", &body.low_balance_threshold)?;
     if threshold < Decimal::ZERO {
@@ -92,7 +93,7 @@ pub async fn add_credits(
     state: web::Data<AppState>,
     principal: Principal,
     client: ClientInfo,
-    body: web::Json<Money>,
+    body: Json<Money>,
 ) -> ApiResult<HttpResponse> {
     let amount = parse_usd("body", &body)?;
     if amount <= Decimal::ZERO {

@@ -1,6 +1,7 @@
 //! /api/v1/currencies, /api/v1/exchange-rates, /api/v1/users/me/preferences,
 //! and the internal POST /internal/v1/rates/refresh.
 
+use crate::json_body::Json;
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, get, put, web};
@@ -117,7 +118,7 @@ pub async fn put_preferences(
     state: web::Data<AppState>,
     principal: Principal,
     client: ClientInfo,
-    body: web::Json<UpdatePreferences>,
+    body: Json<UpdatePreferences>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(preferences::set(&state, &principal, &client, &body).await?))
 }

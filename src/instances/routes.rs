@@ -1,5 +1,6 @@
 //! /api/v1/instances
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -67,7 +68,7 @@ pub async fn create_instance(
     state: web::Data<AppState>,
     principal: Principal,
     client: ClientInfo,
-    body: web::Json<CreateInstance>,
+    body: Json<CreateInstance>,
 ) -> ApiResult<HttpResponse> {
     let name = crate::users::model::check_name("name", &body.name, 100)?;
     let gpu_type = check_gpu_type(&body.gpu_type)?;

@@ -1,5 +1,6 @@
 //! /api/v1/teams/{id}/members
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -129,7 +130,7 @@ pub async fn add_member(
     principal: Principal,
     client: ClientInfo,
     id: web::Path<Uuid>,
-    body: web::Json<AddMember>,
+    body: Json<AddMember>,
 ) -> ApiResult<HttpResponse> {
     let org = principal.org_id;
     let mut conn = state.conn().await?;
@@ -197,7 +198,7 @@ pub async fn update_member(
     principal: Principal,
     client: ClientInfo,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<UpdateMember>,
+    body: Json<UpdateMember>,
 ) -> ApiResult<HttpResponse> {
     let (team_id, user) = path.into_inner();
     let org = principal.org_id;

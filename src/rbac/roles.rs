@@ -1,5 +1,6 @@
 //! /api/v1/roles: the default roles and the org's custom roles.
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -130,7 +131,7 @@ pub async fn create_role(
     state: web::Data<AppState>,
     principal: Principal,
     client: ClientInfo,
-    body: web::Json<CreateRole>,
+    body: Json<CreateRole>,
 ) -> ApiResult<HttpResponse> {
     let name = check_role_name(&body.name)?;
     let permissions = check_permissions(&principal, &body.permissions)?;
@@ -204,7 +205,7 @@ pub async fn update_role(
     principal: Principal,
     client: ClientInfo,
     id: web::Path<String>,
-    body: web::Json<UpdateRole>,
+    body: Json<UpdateRole>,
 ) -> ApiResult<HttpResponse> {
     let before = find(&state, &principal, &id).await?;
     refuse_builtin(&before)?;

@@ -1,5 +1,6 @@
 //! /api/v1/teams
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -72,7 +73,7 @@ pub async fn create_team(
     state: web::Data<AppState>,
     principal: Principal,
     client: ClientInfo,
-    body: web::Json<CreateTeam>,
+    body: Json<CreateTeam>,
 ) -> ApiResult<HttpResponse> {
     let name = check_name("name", &body.name, 100)?;
     let description = check_description(&body.description)?;
@@ -144,7 +145,7 @@ pub async fn update_team(
     principal: Principal,
     client: ClientInfo,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateTeam>,
+    body: Json<UpdateTeam>,
 ) -> ApiResult<HttpResponse> {
     let name = body.name.as_deref().map(|n| check_name("name", n, 100)).transpose()?;
     let description = body.description.as_deref().map(check_description).transpose()?;

@@ -1,6 +1,7 @@
 //! GET /api/v1/gpu-types (with availability over a range) and the
 //! operators' PUT /internal/v1/gpu-types/{gpu_type}.
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, get, web};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
@@ -86,7 +87,7 @@ pub struct PutGpuType {
 pub async fn put_gpu_type(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<PutGpuType>,
+    body: Json<PutGpuType>,
 ) -> ApiResult<HttpResponse> {
     let gpu_type = path.into_inner();
     if gpu_type.is_empty()

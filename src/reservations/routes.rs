@@ -1,5 +1,6 @@
 //! /api/v1/reservations
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
@@ -110,7 +111,7 @@ pub async fn create_reservation(
     state: web::Data<AppState>,
     principal: Principal,
     client: ClientInfo,
-    body: web::Json<CreateReservation>,
+    body: Json<CreateReservation>,
 ) -> ApiResult<HttpResponse> {
     crate::validate::single_line("gpu_type", &body.gpu_type)?;
     let start = dates::parse("start_date", &body.start_date)?;

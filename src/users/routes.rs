@@ -1,5 +1,6 @@
 //! /api/v1/users
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, get, patch, post, web};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -51,7 +52,7 @@ pub async fn create_user(
     state: web::Data<AppState>,
     principal: Principal,
     client: ClientInfo,
-    body: web::Json<CreateUser>,
+    body: Json<CreateUser>,
 ) -> ApiResult<HttpResponse> {
     let email = model::normalize_email(&body.email)?;
     let name = model::check_name("name", &body.name, 200)?;
@@ -141,7 +142,7 @@ pub async fn update_user(
     principal: Principal,
     client: ClientInfo,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateUser>,
+    body: Json<UpdateUser>,
 ) -> ApiResult<HttpResponse> {
     let id = *id;
     let org = principal.org_id;

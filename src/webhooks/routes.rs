@@ -1,5 +1,6 @@
 //! /api/v1/webhooks
 
+use crate::json_body::Json;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
@@ -154,7 +155,7 @@ pub async fn create_webhook(
     state: web::Data<AppState>,
     principal: Principal,
     client: ClientInfo,
-    body: web::Json<CreateEndpoint>,
+    body: Json<CreateEndpoint>,
 ) -> ApiResult<HttpResponse> {
     let url = check_url(&state, &body.url).await?;
     let evs = check_events(&body.events)?;
@@ -229,7 +230,7 @@ pub async fn update_webhook(
     principal: Principal,
     client: ClientInfo,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateEndpoint>,
+    body: Json<UpdateEndpoint>,
 ) -> ApiResult<HttpResponse> {
     let url = match &body.url {
         Some(u) => Some(check_url(&state, u).await?),
@@ -481,7 +482,7 @@ pub async fn rotate_secret(
     principal: Principal,
     client: ClientInfo,
     id: web::Path<Uuid>,
-    body: Option<web::Json<RotateSecret>>,
+    body: Option<Json<RotateSecret>>,
 ) -> ApiResult<HttpResponse> {
     let given = body.and_then(|b| b.into_inner().secret);
     if let Some(s) = &given {

@@ -58,6 +58,17 @@ pub async fn run(
         .await
         .optional()?;
     let now = clock.now();
+    let org_named: Option<Uuid> =
+        orgs::table.filter(orgs::name.eq(&org_name)).select(orgs::id).first(&mut conn).await.optional()?;
+    match (&existing, org_named) {
+        (Some((_, user_org, _)), named) if named != Some(*user_org) => {
+            bail!("{email} belongs to another organization than {org_name:?}; give that organization's name")
+        }
+        (None, Some(_)) => {
+            bail!("organization {org_name:?} exists already; bootstrap it again with its admin's email and password")
+        }
+        _ => {}
+    }
     if let Some((user_id, org_id, hash)) = existing {
         // Re-running issues a new key only to someone who knows the password.
         if !password::verify(pass.to_string(), hash).await.map_err(|e| anyhow::anyhow!("{e}"))? {

@@ -179,3 +179,26 @@ async fn a_bad_setting_fails_start_up_naming_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[actix_web::test]
+async fn bootstrap_again_issues_a_key_only_to_the_same_admin_of_the_same_org() {
+    let app = spawn_app().await;
+    let users_before = app.get("/api/v1/users", &app.admin_key).await.body.as_array().unwrap().len();
+    let run = |org: &'static str, email: &'static str, pass: &'static str| {
+        let settings = app.settings.clone();
+        async move { dumont::bootstrap::run(&settings, org, email, pass, false).await }
+    };
+    let again = run("Acme", "admin@acme.test", common::PASSWORD).await.unwrap().unwrap();
+    assert!(!again.created);
+    assert_eq!(again.org_id, app.org_id);
+    assert_eq!(app.get("/api/v1/users/me", &again.api_key).await.status, 200);
+    let wrong = run("Acme", "admin@acme.test", "not the password at all").await.unwrap_err();
+    assert!(wrong.to_string().contains("password does not match"), "{wrong}");
+    let other_org = run("Globex", "admin@acme.test", common::PASSWORD).await.unwrap_err();
+    assert!(other_org.to_string().contains("another organization"), "{other_org}");
+    let taken = run("Acme", "new@acme.test", common::PASSWORD).await.unwrap_err();
+    assert!(taken.to_string().contains("exists already"), "{taken}");
+    // None of the refusals created anything.
+    assert_eq!(app.get("/api/v1/users", &app.admin_key).await.body.as_array().unwrap().len(), users_before);
+    assert_eq!(app.audit_actions("api_key.create").await.len(), 2, "the first bootstrap's key and the re-run's");
+}

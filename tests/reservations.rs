@@ -219,6 +219,17 @@ async fn crossing_below_the_threshold_emits_low_balance() {
     reserve(&app, &app.admin_key, "A100", 1, &day(1), &day(1)).await; // 76 left: above
     reserve(&app, &app.admin_key, "A100", 1, &day(2), &day(2)).await; // 52 left: crosses
     reserve(&app, &app.admin_key, "A100", 1, &day(3), &day(3)).await; // 28 left: already below
+    // Moving the threshold: 20 (28 is not low), 50 (low again: fires), 70 (still low).
+    for t in ["20", "50", "70"] {
+        let r = app
+            .patch(
+                "/api/v1/billing",
+                &app.admin_key,
+                json!({"low_balance_threshold": {"amount": t, "currency": "USD"}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
     #[derive(diesel::QueryableByName)]
     struct P {
         #[diesel(sql_type = diesel::sql_types::Jsonb)]
@@ -226,13 +237,17 @@ async fn crossing_below_the_threshold_emits_low_balance() {
     }
     let mut c = app.db().await;
     let rows: Vec<P> = diesel_async::RunQueryDsl::load(
-        diesel::sql_query("SELECT payload FROM webhook_events WHERE type = 'billing.low_balance'"),
+        diesel::sql_query(
+            "SELECT payload FROM webhook_events WHERE type = 'billing.low_balance' ORDER BY created_at, id",
+        ),
         &mut c,
     )
     .await
     .unwrap();
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].payload["data"]["balance"]["amount"], "52.00");
+    assert_eq!(rows[1].payload["data"]["balance"]["amount"], "28.00");
+    assert_eq!(rows[1].payload["data"]["low_balance_threshold"]["amount"], "50.00");
 }
 
 #[actix_web::test]

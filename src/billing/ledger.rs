@@ -53,13 +53,27 @@ async fn apply(
     let change = Change { before, after, threshold };
     // Crossing below the threshold (not staying below it) fires the event.
     if before >= threshold && after < threshold {
-        let data = serde_json::json!({
-            "balance": Money::usd(after),
-            "low_balance_threshold": Money::usd(threshold),
-        });
-        outbox::enqueue(conn, org, "billing.low_balance", &format!("billing:{org}"), data, now).await?;
+        announce_low_balance(conn, org, after, threshold, now).await?;
     }
     Ok(change)
+}
+
+/// `billing.low_balance`, in the caller's transaction. Fired when the
+/// balance falls below the threshold, or the threshold is raised above the
+/// balance: each time the account goes from "not low" to "low".
+pub async fn announce_low_balance(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    balance: Decimal,
+    threshold: Decimal,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<()> {
+    let data = serde_json::json!({
+        "balance": Money::usd(balance),
+        "low_balance_threshold": Money::usd(threshold),
+    });
+    outbox::enqueue(conn, org, "billing.low_balance", &format!("billing:{org}"), data, now).await?;
+    Ok(())
 }
 
 /// Takes `amount` from the balance; 402 when it does not cover it.

@@ -74,6 +74,9 @@ pub async fn update_billing(
                 .set((billing_accounts::low_balance_threshold.eq(threshold), billing_accounts::updated_at.eq(now)))
                 .execute(c)
                 .await?;
+            if balance >= before && balance < threshold {
+                ledger::announce_low_balance(c, org, balance, threshold, now).await?;
+            }
             let meta = serde_json::json!({"before": {"low_balance_threshold": Money::usd(before).amount},
                                           "after": {"low_balance_threshold": Money::usd(threshold).amount}});
             audit::append(c, &principal.audit(&client, now, events::BILLING_UPDATE, "billing_account", org, meta))

@@ -202,3 +202,65 @@ async fn bootstrap_again_issues_a_key_only_to_the_same_admin_of_the_same_org() {
     assert_eq!(app.get("/api/v1/users", &app.admin_key).await.body.as_array().unwrap().len(), users_before);
     assert_eq!(app.audit_actions("api_key.create").await.len(), 2, "the first bootstrap's key and the re-run's");
 }
+
+/// A TCP relay to the real Redis that a test can cut, as if Redis died
+/// under a running server with warm caches.
+struct CuttableRedis {
+    url: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableRedis {
+    async fn start() -> CuttableRedis {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let conns = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut redis) = tokio::net::TcpStream::connect("127.0.0.1:6379").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut redis).await;
+                    }
+                });
+                conns.lock().unwrap().push(relay);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        CuttableRedis { url, tasks }
+    }
+
+    /// Closes every relayed connection and stops accepting new ones.
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[actix_web::test]
+async fn redis_dying_under_warm_caches_changes_no_answer() {
+    let redis = CuttableRedis::start().await;
+    let url = redis.url.clone();
+    let app = spawn_app_with(move |s| s.redis.url = url).await;
+    let team = app.team("Ops").await;
+    let (user, user_token) = app.member("dev@acme.test", team, "admin").await;
+    let k = app.post("/api/v1/api-keys", &user_token, json!({"name": "ci", "scopes": ["team:*"]})).await;
+    let key = k.body["key"].as_str().unwrap().to_string();
+    // Warm every cache: the key, the permission set, the Redis entries.
+    assert_eq!(app.post("/api/v1/teams", &key, json!({"name": "warm"})).await.status, 201);
+    assert_eq!(app.post("/api/v1/teams", &user_token, json!({"name": "warm2"})).await.status, 201);
+    redis.cut();
+    let ready: serde_json::Value =
+        app.client.get(format!("{}/readyz", app.addr)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["redis"], "down", "{ready}");
+    // A demotion and a revocation made now are seen by the very next request.
+    let r = app.patch(&format!("/api/v1/teams/{team}/members/{user}"), &app.admin_key, json!({"role": "viewer"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_problem(&app.post("/api/v1/teams", &user_token, json!({"name": "after"})).await, 403);
+    let id = k.body["id"].as_str().unwrap();
+    assert_eq!(app.delete(&format!("/api/v1/api-keys/{id}"), &app.admin_key).await.status, 204);
+    assert_problem(&app.get("/api/v1/teams", &key).await, 401);
+    // Reads keep working.
+    assert_eq!(app.get("/api/v1/teams", &user_token).await.status, 200);
+}

@@ -257,10 +257,27 @@ pub async fn build(
             )
             .wrap(from_fn(internal_auth))
             .wrap(TracingLogger::default())
-            .route("/metrics", web::get().to(crate::ops::routes::metrics))
-            .route("/internal/v1/events", web::post().to(crate::audit::ingest::ingest))
-            .route("/internal/v1/gpu-types/{gpu_type}", web::put().to(crate::reservations::catalogue::put_gpu_type))
-            .route("/internal/v1/rates/refresh", web::post().to(crate::currency::routes::refresh))
+            // Each with a 405 problem (and `Allow`) for the other methods.
+            .service(
+                web::resource("/metrics")
+                    .route(web::get().to(crate::ops::routes::metrics))
+                    .default_service(web::to(|| not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/internal/v1/events")
+                    .route(web::post().to(crate::audit::ingest::ingest))
+                    .default_service(web::to(|| not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/internal/v1/gpu-types/{gpu_type}")
+                    .route(web::put().to(crate::reservations::catalogue::put_gpu_type))
+                    .default_service(web::to(|| not_allowed("PUT"))),
+            )
+            .service(
+                web::resource("/internal/v1/rates/refresh")
+                    .route(web::post().to(crate::currency::routes::refresh))
+                    .default_service(web::to(|| not_allowed("POST"))),
+            )
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such route".into()))
             }))
@@ -270,6 +287,10 @@ pub async fn build(
     .run();
 
     Ok(Application { state, public_port, internal_port, public: public_server, internal: internal_server })
+}
+
+async fn not_allowed(allow: &'static str) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow: allow.into() })
 }
 
 pub async fn build_state(settings: Settings, clock: Clock) -> anyhow::Result<web::Data<AppState>> {

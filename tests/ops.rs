@@ -32,6 +32,17 @@ async fn metrics_need_the_internal_token_and_count_requests() {
     let text = ok.text().await.unwrap();
     assert!(text.contains("http_requests_total{method=\"GET\",route=\"/api/v1/users/me\",status=\"200\"} 1"), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"));
+    // Another method on an internal route: a 405 problem naming the one it serves.
+    let r = app
+        .client
+        .get(format!("{}/internal/v1/events", app.internal_addr))
+        .bearer_auth(&app.settings.internal.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
 }
 
 #[actix_web::test]

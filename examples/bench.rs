@@ -10,7 +10,8 @@
 //!   check + a database read) and GET /api/v1/users/me/permissions (guard +
 //!   authentication + the permission cache, no database), each with a
 //!   session token and with an API key.
-//!   `BENCH_ONLY=http` stops after this section; `BENCH_ONLY=serve` keeps the
+//!   `BENCH_ONLY=http` stops after this section, `BENCH_ONLY=webhooks` runs
+//!   only the webhook section; `BENCH_ONLY=serve` keeps the
 //!   servers up and prints their addresses and credentials, for profiling.
 //! - In-process: a warm permission check (cache hit + bit test) and a full
 //!   authentication (JWT or key + one Redis round trip + cached permissions).
@@ -183,6 +184,11 @@ async fn run() {
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "serve") {
         println!("base={base}\nsession={session}\nkey={key}\nbare=http://127.0.0.1:{bare_port}/bare");
         actix_web::rt::time::sleep(Duration::from_secs(600)).await;
+        return;
+    }
+
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "webhooks") {
+        webhooks(&client, &base, &internal, &settings, &key, boot.org_id).await;
         return;
     }
 

@@ -339,7 +339,9 @@ async fn a_disabled_endpoints_backlog_is_paused_and_blocks_no_one() {
         app.patch(&format!("/api/v1/webhooks/{a}"), &app.admin_key, json!({"enabled": false})).await.status,
         200
     );
-    // Every retry of A's backlog is now due, and older than anything new.
+    let paused = app.get(&format!("/api/v1/webhooks/{a}/deliveries"), &app.admin_key).await.body;
+    assert!(paused.as_array().unwrap().iter().all(|d| d["state"] == "paused"), "{paused}");
+    // Every retry of A's backlog would now be due, and older than anything new.
     app.state.clock.advance(60);
     platform(&app, "snapshot.created", "snap_1").await;
     assert_eq!(rx_b.wait_for(1).await.len(), 1, "another endpoint is not held up");

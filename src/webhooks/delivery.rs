@@ -40,9 +40,10 @@ pub struct Claimed {
     pub payload: serde_json::Value,
 }
 
-/// Leases up to `n` due deliveries of enabled endpoints (a disabled
-/// endpoint's backlog is paused, never in the way, and resumes when it is
-/// enabled again). A delivery waits while an older one for
+/// Leases up to `n` due deliveries of enabled endpoints, walking the
+/// `(next_attempt_at, seq)` index in order and stopping at `n` (a disabled
+/// endpoint's backlog is `paused`, outside that index: never in the way).
+/// A delivery waits while an older one for
 /// the same endpoint and resource is pending (ordering); one leased by a
 /// worker that died becomes due again when its lease lapses.
 pub async fn claim(
@@ -75,9 +76,9 @@ async fn claim_query(
     diesel::sql_query(
         "WITH due AS (
             SELECT d.id FROM webhook_deliveries d
-              JOIN webhook_endpoints we ON we.id = d.endpoint_id AND we.enabled
              WHERE d.state = 'pending' AND d.next_attempt_at <= $1
                AND (d.lease_until IS NULL OR d.lease_until < $1)
+               AND EXISTS (SELECT 1 FROM webhook_endpoints we WHERE we.id = d.endpoint_id AND we.enabled)
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o
                                 WHERE o.endpoint_id = d.endpoint_id AND o.ordering_key = d.ordering_key
                                   AND o.state = 'pending' AND o.seq < d.seq)
@@ -95,6 +96,31 @@ async fn claim_query(
     .bind::<BigInt, _>(lease_secs)
     .bind::<BigInt, _>(n)
     .load(conn)
+    .await
+}
+
+/// Disabling an endpoint parks its backlog (including a delivery in flight:
+/// its outcome will not be recorded, and it is sent again on resume).
+pub async fn pause(conn: &mut AsyncPgConnection, endpoint: Uuid) -> QueryResult<usize> {
+    diesel::update(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::endpoint_id.eq(endpoint))
+            .filter(webhook_deliveries::state.eq("pending")),
+    )
+    .set((webhook_deliveries::state.eq("paused"), webhook_deliveries::lease_until.eq(None::<DateTime<Utc>>)))
+    .execute(conn)
+    .await
+}
+
+/// Enabling it again makes the backlog due at once, in its original order.
+pub async fn resume(conn: &mut AsyncPgConnection, endpoint: Uuid, now: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::update(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::endpoint_id.eq(endpoint))
+            .filter(webhook_deliveries::state.eq("paused")),
+    )
+    .set((webhook_deliveries::state.eq("pending"), webhook_deliveries::next_attempt_at.eq(now)))
+    .execute(conn)
     .await
 }
 
@@ -327,6 +353,7 @@ pub async fn record(
                 ))
                 .execute(t)
                 .await?;
+            pause(t, c.endpoint_id).await?;
             audit::append(
                 t,
                 &AuditEntry {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{outbox, signature, ssrf};
+use super::{delivery, outbox, signature, ssrf};
 use crate::audit::{self, ClientInfo};
 use crate::auth::Principal;
 use crate::db::schema::{webhook_attempts, webhook_deliveries, webhook_endpoints, webhook_events};
@@ -88,7 +88,7 @@ pub struct Delivery {
     pub id: Uuid,
     pub event_id: String,
     pub event_type: String,
-    /// pending, succeeded or failed (given up).
+    /// pending, paused (its endpoint is disabled), succeeded or failed (given up).
     pub state: String,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -254,6 +254,11 @@ pub async fn update_webhook(
                 .returning(Endpoint::as_returning())
                 .get_result(c)
                 .await?;
+            if reenabled {
+                delivery::resume(c, before.id, now).await?;
+            } else if !enabled {
+                delivery::pause(c, before.id).await?;
+            }
             if reenabled || !enabled {
                 let reason: Option<&str> = if enabled { None } else { Some("disabled by an administrator") };
                 diesel::update(webhook_endpoints::table.find(before.id))

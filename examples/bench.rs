@@ -476,6 +476,7 @@ async fn webhooks(
             .unwrap();
         assert_eq!(r.status(), 201);
     }
+    let enqueued_in = t.elapsed();
     while seen.lock().unwrap().len() < n && t.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -485,6 +486,10 @@ async fn webhooks(
     println!(
         "  signed, durable webhook deliveries              {rate:>9.0} deliveries/s  {:>5.1}% of the plain loop  ({delivered}/{n} delivered)",
         100.0 * rate / plain
+    );
+    println!(
+        "    (enqueueing the {n} events took {:.0} ms of that: 4 batches of 500 on the internal endpoint)",
+        enqueued_in.as_secs_f64() * 1000.0
     );
 
     // Latency: one event at a time, from the enqueue's response to arrival.

@@ -94,8 +94,10 @@ pub async fn ingest(state: web::Data<AppState>, body: Json<OneOrMany>) -> ApiRes
                         .await?;
                 }
             }
-            // The same events, fanned out to webhook subscribers.
+            // The same events, fanned out to webhook subscribers (written
+            // together, in the batch's order).
             let mut subs: std::collections::HashMap<Uuid, Vec<(Uuid, Vec<String>)>> = Default::default();
+            let mut outgoing = Vec::new();
             for (e, raw) in entries.iter().zip(&events) {
                 let Some(kind) = events::webhook_event_for(e.action) else { continue };
                 if let std::collections::hash_map::Entry::Vacant(slot) = subs.entry(e.org_id) {
@@ -105,9 +107,15 @@ pub async fn ingest(state: web::Data<AppState>, body: Json<OneOrMany>) -> ApiRes
                 if let (Some(d), serde_json::Value::Object(m)) = (raw.data.as_object(), &mut data) {
                     m.extend(d.clone());
                 }
-                let key = format!("{}:{}", e.resource_type, raw.resource_id);
-                outbox::enqueue_for(c, e.org_id, &subs[&e.org_id], kind, &key, data, now).await?;
+                outgoing.push(outbox::Outgoing {
+                    org: e.org_id,
+                    endpoints: outbox::subscribed(&subs[&e.org_id], kind),
+                    kind: kind.to_string(),
+                    ordering_key: format!("{}:{}", e.resource_type, raw.resource_id),
+                    data,
+                });
             }
+            outbox::enqueue_batch(c, outgoing, now).await?;
             append_many(c, &entries).await
         })
         .await?;

@@ -53,7 +53,18 @@ pub async fn claim(
     n: i64,
 ) -> QueryResult<Vec<Claimed>> {
     conn.transaction(async |c| {
-        relaxed_commit(c).await?;
+        // Relaxed commit (see `relaxed_commit`), and the claim must walk the
+        // (next_attempt_at, seq) index and stop after `n` rows. When the table's statistics lag behind a burst (a fresh
+        // or fast-growing backlog looks tiny to the planner), PostgreSQL
+        // instead reads, checks and sorts the whole backlog: 13 ms instead
+        // of 1.6 ms for 2,200 pending rows, on every claim. These settings
+        // last until the end of this transaction only; one round trip.
+        diesel::sql_query(
+            "SELECT set_config('synchronous_commit', 'off', true), set_config('enable_sort', 'off', true),
+                    set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)",
+        )
+        .execute(c)
+        .await?;
         claim_query(c, now, lease_secs, n).await
     })
     .await

@@ -378,6 +378,33 @@ async fn an_endpoint_failing_for_five_days_is_disabled() {
 }
 
 #[actix_web::test]
+async fn a_success_ends_the_failing_streak() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    rx.respond(&[(500, None)]);
+    let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
+    instance(&app).await;
+    rx.wait_for(1).await;
+    recorded(&app, &ep, 1).await;
+    // Four days of failures, then the retry succeeds: the streak is over.
+    app.state.clock.advance(4 * 86400);
+    rx.wait_for(2).await;
+    assert_eq!(recorded(&app, &ep, 2).await[0]["state"], "succeeded");
+    // A new streak two days later is counted from its own start (2 days),
+    // not from the first failure (6 days): the endpoint stays enabled.
+    rx.respond(&[(500, None), (500, None)]);
+    platform(&app, "instance.failed", "r2").await;
+    rx.wait_for(3).await;
+    recorded_of(&app, &ep, "instance.failed", 1).await;
+    app.state.clock.advance(2 * 86400);
+    rx.wait_for(4).await;
+    recorded_of(&app, &ep, "instance.failed", 2).await;
+    let e = app.get(&format!("/api/v1/webhooks/{ep}"), &app.admin_key).await;
+    assert_eq!(e.body["enabled"], true, "{}", e.text);
+    assert!(app.audit_actions("webhook.disabled").await.is_empty());
+}
+
+#[actix_web::test]
 async fn events_about_one_resource_arrive_in_order() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;

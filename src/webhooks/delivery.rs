@@ -267,6 +267,35 @@ fn error_text(e: &reqwest::Error) -> String {
     if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
 }
 
+/// The common case, in one statement (one round trip and its own implicit
+/// transaction, instead of six): the attempt, the delivery `succeeded` if it
+/// is still ours (pending, same attempt; see `record`), and the endpoint's
+/// failing streak ended only if it had one (otherwise every delivery to an
+/// endpoint would queue on its row). Commits like `relaxed_commit`.
+async fn record_success(conn: &mut AsyncPgConnection, c: &Claimed, o: &Outcome, now: DateTime<Utc>) -> QueryResult<()> {
+    diesel::sql_query(
+        "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
+              attempt AS (INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, latency_ms, error)
+                          SELECT $1, $2, $3, $4, $5, NULL FROM relaxed),
+              done AS (UPDATE webhook_deliveries
+                          SET state = 'succeeded', completed_at = $3, last_status = $4, last_error = NULL,
+                              lease_until = NULL
+                        WHERE id = $2 AND state = 'pending' AND attempts = $6
+                    RETURNING endpoint_id)
+         UPDATE webhook_endpoints w SET failing_since = NULL
+           FROM done WHERE w.id = done.endpoint_id AND w.failing_since IS NOT NULL",
+    )
+    .bind::<SqlUuid, _>(Uuid::now_v7())
+    .bind::<SqlUuid, _>(c.delivery_id)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Nullable<Int4>, _>(o.status.map(i32::from))
+    .bind::<Int4, _>(o.latency_ms)
+    .bind::<Int4, _>(c.attempts)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
 /// Writes the attempt and moves the delivery (and its endpoint) on.
 pub async fn record(
     conn: &mut AsyncPgConnection,
@@ -276,6 +305,9 @@ pub async fn record(
     s: &WebhookSettings,
 ) -> QueryResult<()> {
     let success = o.status.is_some_and(|st| (200..300).contains(&st));
+    if success {
+        return record_success(conn, c, o, now).await;
+    }
     let gone = o.status == Some(410);
     conn.transaction(async |t| {
         relaxed_commit(t).await?;
@@ -302,23 +334,6 @@ pub async fn record(
             webhook_deliveries::last_error.eq(&o.error),
             webhook_deliveries::lease_until.eq(None::<DateTime<Utc>>),
         );
-        if success {
-            let moved = diesel::update(target)
-                .set((webhook_deliveries::state.eq("succeeded"), webhook_deliveries::completed_at.eq(now), last))
-                .execute(t)
-                .await?;
-            if moved == 0 {
-                return Ok(());
-            }
-            // Only when a failing streak ends: otherwise every delivery to an
-            // endpoint would queue on its row.
-            diesel::update(webhook_endpoints::table.find(c.endpoint_id))
-                .filter(webhook_endpoints::failing_since.is_not_null())
-                .set(webhook_endpoints::failing_since.eq(None::<DateTime<Utc>>))
-                .execute(t)
-                .await?;
-            return Ok(());
-        }
         let delay = if gone { None } else { next_delay_secs(c.attempts, o.retry_after, s.max_retry_after_secs) };
         let moved = match delay {
             Some(d) => {

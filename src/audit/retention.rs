@@ -8,7 +8,7 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::schema::{audit_checkpoints, audit_logs};
+use crate::db::schema::{audit_checkpoints, audit_heads, audit_logs};
 
 /// Removes records older than `cutoff` in every org; returns how many.
 pub async fn apply(conn: &mut AsyncPgConnection, cutoff: DateTime<Utc>) -> QueryResult<usize> {
@@ -24,6 +24,10 @@ pub async fn apply(conn: &mut AsyncPgConnection, cutoff: DateTime<Utc>) -> Query
             .transaction(async |c| {
                 // The append-only trigger lets this transaction, and only it, delete.
                 diesel::sql_query("SELECT set_config('dumont.audit_retention', 'on', true)").execute(c).await?;
+                // One retention run per org at a time, on any replica: with the
+                // chain head locked, a second run reads what the first left
+                // and can never move the checkpoint back behind removed records.
+                audit_heads::table.find(org).select(audit_heads::seq).for_update().first::<i64>(c).await.optional()?;
                 let last: Option<(i64, Vec<u8>)> = audit_logs::table
                     .filter(audit_logs::org_id.eq(org).and(audit_logs::occurred_at.lt(cutoff)))
                     .select((audit_logs::seq, audit_logs::hash))

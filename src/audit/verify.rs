@@ -23,7 +23,14 @@ pub struct Verification {
 
 const PAGE: i64 = 5000;
 
+/// Verifies in one `REPEATABLE READ READ ONLY` transaction: the checkpoint,
+/// every page and the head come from one snapshot, so a record appended or a
+/// retention run committed while we walk cannot look like a removal.
 pub async fn verify(conn: &mut AsyncPgConnection, org: Uuid) -> QueryResult<Verification> {
+    conn.build_transaction().repeatable_read().read_only().run(async |c| walk(c, org).await).await
+}
+
+async fn walk(conn: &mut AsyncPgConnection, org: Uuid) -> QueryResult<Verification> {
     let (mut expected_seq, mut prev): (i64, Vec<u8>) = audit_checkpoints::table
         .find(org)
         .select((audit_checkpoints::seq, audit_checkpoints::hash))

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{PASSWORD, assert_problem, spawn_app};
+use common::{PASSWORD, assert_problem, spawn_app, spawn_app_with};
 use reqwest::Method;
 use serde_json::json;
 
@@ -93,6 +93,42 @@ async fn repeated_failures_are_throttled_with_retry_after() {
     assert_problem(&r, 429);
     let retry: u64 = r.headers.get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 900, "{retry}");
+}
+
+#[actix_web::test]
+async fn parallel_failures_cannot_slip_past_the_limit() {
+    let app = spawn_app().await;
+    // Each attempt takes its place in the count before the password is
+    // checked: of 16 simultaneous tries, exactly the limit (5) are judged.
+    let tries = (0..16).map(|_| app.login("admin@acme.test", "not the password"));
+    let codes: Vec<u16> = futures_util::future::join_all(tries).await.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 401).count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 11, "{codes:?}");
+    assert_problem(&app.login("admin@acme.test", PASSWORD).await, 429);
+}
+
+#[actix_web::test]
+async fn successful_logins_do_not_count_against_the_address() {
+    let app = spawn_app_with(|s| s.auth.max_failures_per_ip = 3).await;
+    for _ in 0..4 {
+        assert_eq!(app.login("admin@acme.test", PASSWORD).await.status, 200);
+    }
+    for _ in 0..3 {
+        assert_problem(&app.login("someone@else.test", "wrong password").await, 401);
+    }
+    // The address is now over its limit, whatever the e-mail.
+    assert_problem(&app.login("admin@acme.test", PASSWORD).await, 429);
+}
+
+#[actix_web::test]
+async fn failures_are_counted_in_process_while_redis_is_down() {
+    let app = spawn_app_with(|s| s.redis.url = "redis://127.0.0.1:1".into()).await;
+    for _ in 0..5 {
+        assert_problem(&app.login("admin@acme.test", "not the password").await, 401);
+    }
+    let r = app.login("admin@acme.test", PASSWORD).await;
+    assert_problem(&r, 429);
+    assert!(r.headers.get("retry-after").is_some());
 }
 
 #[actix_web::test]

@@ -52,6 +52,28 @@ fn token_response(
     Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: state.tokens.access_ttl_secs, refresh_token })
 }
 
+type Checked = (crate::db::DbConn, Option<(Uuid, Uuid, Option<String>)>, bool);
+
+/// The account of `email` (if any) and whether `password` is its password.
+/// An unknown e-mail still costs a dummy hash check.
+async fn check_password(state: &AppState, email: &str, password: &str) -> ApiResult<Checked> {
+    let mut conn = state.conn().await?;
+    // PostgreSQL refuses NUL in text, so no account has one: such an e-mail
+    // is an unknown one (not a 500).
+    let user: Option<(Uuid, Uuid, Option<String>)> = if email.contains('\0') {
+        None
+    } else {
+        users::table
+            .filter(users::email.eq(email))
+            .select((users::id, users::org_id, users::password_hash))
+            .first(&mut conn)
+            .await
+            .optional()?
+    };
+    let ok = password::verify(password.to_string(), user.as_ref().and_then(|u| u.2.clone())).await?;
+    Ok((conn, user, ok))
+}
+
 /// Exchanges an e-mail and password for a session.
 #[utoipa::path(tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401), (status = 429)),
@@ -63,26 +85,21 @@ pub async fn login(
     body: Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let email = body.email.trim().to_lowercase();
-    if let Err(retry_after_secs) = state.limiter.check(&email, client.ip).await {
-        return Err(ApiError::TooManyRequests { retry_after_secs });
-    }
-    let mut conn = state.conn().await?;
-    // PostgreSQL refuses NUL in text, so no account has one: such an e-mail
-    // is an unknown one (not a 500), and still costs a dummy hash check.
-    let user: Option<(Uuid, Uuid, Option<String>)> = if email.contains('\0') {
-        None
-    } else {
-        users::table
-            .filter(users::email.eq(&email))
-            .select((users::id, users::org_id, users::password_hash))
-            .first(&mut conn)
-            .await
-            .optional()?
+    let attempt = match state.limiter.begin(&email, client.ip).await {
+        Ok(attempt) => attempt,
+        Err(retry_after_secs) => return Err(ApiError::TooManyRequests { retry_after_secs }),
     };
-    let ok = password::verify(body.password.clone(), user.as_ref().and_then(|u| u.2.clone())).await?;
+    let (mut conn, user, ok) = match check_password(&state, &email, &body.password).await {
+        Ok(checked) => checked,
+        Err(e) => {
+            state.limiter.not_a_failure(attempt).await;
+            return Err(e);
+        }
+    };
     let now = state.clock.now();
     let Some((user_id, org_id, _)) = user.clone().filter(|_| ok) else {
-        state.limiter.record_failure(&email, client.ip).await;
+        // The attempt stays counted: it failed.
+        drop(attempt);
         if let Some((user_id, org_id, _)) = user {
             let entry = AuditEntry {
                 org_id,
@@ -100,7 +117,7 @@ pub async fn login(
         }
         return Err(ApiError::Unauthorized("invalid email or password".into()));
     };
-    state.limiter.clear_email(&email).await;
+    state.limiter.succeeded(attempt, &email).await;
     let ttl = state.settings.auth.refresh_token_ttl_secs;
     let session = conn
         .transaction(async |c| {

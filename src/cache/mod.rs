@@ -44,6 +44,9 @@ impl Inner {
     }
 }
 
+const DECR_EXISTING: &str =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0";
+
 /// Sets KEYS[1] to ARGV[1] unless it already holds a larger number, so a
 /// slow writer can never move a version counter backwards.
 const SET_MAX: &str = r"
@@ -190,6 +193,15 @@ impl Cache {
             Ok((count, ttl.max(0) as u64))
         })
         .await
+    }
+
+    /// Takes one off a counter that still exists (an expired window stays
+    /// gone rather than coming back as -1 with no expiry).
+    pub async fn decr_existing(&self, key: &str) -> bool {
+        let key = key.to_string();
+        self.run(|mut c| async move { redis::Script::new(DECR_EXISTING).key(key).invoke_async::<i64>(&mut c).await })
+            .await
+            .is_some()
     }
 
     /// Current count and TTL of a counter (0 when absent).

@@ -221,6 +221,42 @@ impl Settings {
         if self.auth.min_password_length < 8 {
             return Err(invalid("auth.min_password_length", "must be at least 8"));
         }
+        // Bounds that keep a typo from disabling a feature or breaking
+        // every request (a zero limit would refuse every login, a zero
+        // timeout would degrade every request, a huge TTL overflows dates).
+        let bounded = |setting, value: i128, min: i128, max: i128| {
+            if value < min || value > max {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    reason: format!("must be between {min} and {max}, is {value}"),
+                });
+            }
+            Ok(())
+        };
+        let a = &self.auth;
+        bounded("auth.access_token_ttl_secs", a.access_token_ttl_secs.into(), 1, 86_400)?;
+        bounded("auth.refresh_token_ttl_secs", a.refresh_token_ttl_secs.into(), 1, 366 * 86_400)?;
+        bounded("auth.max_failures_per_email", a.max_failures_per_email.into(), 1, 1_000_000)?;
+        bounded("auth.max_failures_per_ip", a.max_failures_per_ip.into(), 1, 1_000_000)?;
+        bounded("auth.lockout_secs", a.lockout_secs.into(), 1, 86_400)?;
+        bounded("redis.timeout_ms", self.redis.timeout_ms.into(), 1, 60_000)?;
+        bounded("database.acquire_timeout_ms", self.database.acquire_timeout_ms.into(), 1, 600_000)?;
+        bounded("rbac.cache_ttl_secs", self.rbac.cache_ttl_secs.into(), 1, 86_400)?;
+        // The API key issue promises last_used_at within a minute of the truth.
+        bounded("api_keys.last_used_flush_secs", self.api_keys.last_used_flush_secs.into(), 1, 60)?;
+        let w = &self.webhooks;
+        bounded("webhooks.concurrency", w.concurrency as i128, 1, 4096)?;
+        bounded("webhooks.poll_ms", w.poll_ms.into(), 1, 600_000)?;
+        bounded("webhooks.connect_timeout_secs", w.connect_timeout_secs.into(), 1, 600)?;
+        bounded("webhooks.timeout_secs", w.timeout_secs.into(), w.connect_timeout_secs.into(), 600)?;
+        // A lease shorter than an attempt could let a second worker claim a
+        // delivery that is still in flight: a duplicate in normal operation.
+        bounded("webhooks.lease_secs", w.lease_secs.into(), i128::from(w.timeout_secs) + 1, 86_400)?;
+        bounded("webhooks.max_retry_after_secs", w.max_retry_after_secs.into(), 0, 7 * 86_400)?;
+        bounded("webhooks.disable_after_failing_secs", w.disable_after_failing_secs.into(), 1, 365 * 86_400)?;
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.level) {
+            return Err(ConfigError::Invalid { setting: "telemetry.level", reason: e.to_string() });
+        }
         Ok(())
     }
 }

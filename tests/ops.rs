@@ -189,6 +189,26 @@ async fn a_bad_setting_fails_start_up_naming_it() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Values that parse but would break the service are refused by name too.
+    for (var, value, setting) in [
+        ("DUMONT__AUTH__MAX_FAILURES_PER_EMAIL", "0", "auth.max_failures_per_email"),
+        ("DUMONT__AUTH__ACCESS_TOKEN_TTL_SECS", "99999999999", "auth.access_token_ttl_secs"),
+        ("DUMONT__REDIS__TIMEOUT_MS", "0", "redis.timeout_ms"),
+        ("DUMONT__WEBHOOKS__LEASE_SECS", "10", "webhooks.lease_secs"),
+        ("DUMONT__API_KEYS__LAST_USED_FLUSH_SECS", "600", "api_keys.last_used_flush_secs"),
+        ("DUMONT__TELEMETRY__LEVEL", "info,=[", "telemetry.level"),
+        ("DUMONT__SERVER__LISTEN", "not-an-address", "listen"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumont"))
+            .arg("migrate")
+            .env("DUMONT_ENV", "test")
+            .env(var, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        assert!(stderr.contains(setting), "{var}={value}: {stderr}");
+    }
 }
 
 #[actix_web::test]

@@ -187,8 +187,13 @@ pub struct Application {
 }
 
 impl Application {
+    /// Serves until both servers stop (SIGINT/SIGTERM stop them gracefully),
+    /// then writes the buffered `last_used_at` times so none is lost.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (a, b) = futures_util::future::join(self.public, self.internal).await;
+        if self.state.api_keys.send(crate::api_keys::actor::Flush).await.is_err() {
+            tracing::warn!("api key actor gone before the last last_used_at flush");
+        }
         a.and(b)
     }
 }

@@ -25,35 +25,34 @@ pub struct ApiKeyActor {
 pub struct Flush;
 
 impl ApiKeyActor {
-    fn flush(&self, ctx: &mut Context<Self>) {
+    /// Writes the buffered times; what cannot be written goes back into the
+    /// buffer for the next round (a later use of the same key wins there).
+    fn flush(&self) -> impl Future<Output = ()> + 'static {
         let batch = self.store.take_last_used();
-        if batch.is_empty() {
-            return;
-        }
         let db = self.db.clone();
         let store = self.store.clone();
-        ctx.wait(
-            async move {
-                let Ok(mut conn) = db.get().await else {
-                    // Put them back for the next round.
-                    for (id, at) in batch {
-                        store.touch(id, at);
-                    }
-                    return;
-                };
+        async move {
+            if batch.is_empty() {
+                return;
+            }
+            let Ok(mut conn) = db.get().await else {
                 for (id, at) in batch {
-                    let res = diesel::update(api_keys::table.find(id))
-                        .filter(api_keys::last_used_at.is_null().or(api_keys::last_used_at.lt(at)))
-                        .set(api_keys::last_used_at.eq(at))
-                        .execute(&mut conn)
-                        .await;
-                    if let Err(e) = res {
-                        tracing::warn!(error = %e, "writing api key last_used_at");
-                    }
+                    store.touch(id, at);
+                }
+                return;
+            };
+            for (id, at) in batch {
+                let res = diesel::update(api_keys::table.find(id))
+                    .filter(api_keys::last_used_at.is_null().or(api_keys::last_used_at.lt(at)))
+                    .set(api_keys::last_used_at.eq(at))
+                    .execute(&mut conn)
+                    .await;
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "writing api key last_used_at");
+                    store.touch(id, at);
                 }
             }
-            .into_actor(self),
-        );
+        }
     }
 }
 
@@ -61,14 +60,18 @@ impl Actor for ApiKeyActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.flush_every, |act, ctx| act.flush(ctx));
+        // `wait`: one timed flush at a time.
+        ctx.run_interval(self.flush_every, |act, ctx| {
+            ctx.wait(act.flush().into_actor(act));
+        });
     }
 }
 
+/// Answers once the batch is written, so that shutdown can wait for it.
 impl Handler<Flush> for ApiKeyActor {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
-        self.flush(ctx);
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
+        Box::pin(self.flush())
     }
 }

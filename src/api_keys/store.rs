@@ -102,7 +102,9 @@ impl KeyStore {
 
     pub fn touch(&self, id: Uuid, at: DateTime<Utc>) {
         if let Ok(mut m) = self.last_used.lock() {
-            m.insert(id, at);
+            // The latest use wins (a failed write puts an older time back).
+            let t = m.entry(id).or_insert(at);
+            *t = (*t).max(at);
         }
     }
 

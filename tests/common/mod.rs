@@ -74,10 +74,52 @@ async fn fresh_database() -> String {
         dumont::db::run_migrations(&format!("{server}/{building}")).await.unwrap();
         diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {template}")).execute(&mut conn).await.unwrap();
     }
+    remove_stale_databases(&mut conn, &template).await;
     diesel::sql_query("SELECT pg_advisory_unlock(727272)").execute(&mut conn).await.unwrap();
-    let name = format!("dumont_test_{}", Uuid::new_v4().simple());
+    // The creation time is in the name, so that a later run can tell a
+    // finished test's database from one a running test still uses.
+    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let name = format!("dumont_test_{created}_{}", Uuid::new_v4().simple());
     diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {template}")).execute(&mut conn).await.unwrap();
     format!("{server}/{name}")
+}
+
+/// Test databases are not dropped when their test ends (its server may
+/// still hold connections); instead the first test of each test binary drops
+/// those over an hour old, and templates of other migration sets, so that
+/// repeated runs on one machine do not fill its disk.
+async fn remove_stale_databases(conn: &mut AsyncPgConnection, template: &str) {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Db {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let all: Vec<Db> = diesel::sql_query(
+        "SELECT datname::text AS datname FROM pg_database WHERE datname LIKE 'dumont\\_test\\_%' OR datname LIKE 'dumont\\_tpl\\_%'",
+    )
+    .load(conn)
+    .await
+    .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for Db { datname } in all {
+        let stale = match datname.strip_prefix("dumont_test_") {
+            // dumont_test_<unix seconds>_<uuid>; older names carry no time.
+            Some(rest) => rest
+                .split_once('_')
+                .and_then(|(t, _)| t.parse::<u64>().ok())
+                .is_none_or(|t| now.saturating_sub(t) > 3600),
+            None => datname != template && !datname.ends_with("_building"),
+        };
+        if stale {
+            // A failure (another run dropping it first) is harmless.
+            let _ =
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)")).execute(conn).await;
+        }
+    }
 }
 
 fn test_settings() -> Settings {

@@ -755,14 +755,12 @@ async fn a_chunked_document_is_read_up_to_the_cap_and_no_further() {
     let first = refresh_when_free(&app).await;
     assert_eq!((first["status"].as_str(), first["currencies"].as_u64()), (Some("updated"), Some(31)), "{first}");
 
-    // Endless and without Content-Length: refused at 1 MiB, well before
-    // the 3 s request timeout would end it.
+    // Endless and without Content-Length: refused at 1 MiB ("too large"),
+    // not ended by the request timeout (which would say "timed out").
     p.set("ecb", Doc::Endless);
-    let started = std::time::Instant::now();
     let o = refresh(&app).await;
     assert_eq!((o["status"].as_str(), &o["version"]), (Some("failed"), &first["version"]), "{o}");
     let error = provider(&o, "ecb")["error"].as_str().unwrap().to_string();
     assert!(error.contains("too large"), "{o}");
-    assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
     assert_eq!(brl_per_usd(&app).await, "5.555555555555555556");
 }

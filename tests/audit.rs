@@ -276,6 +276,35 @@ async fn export_streams_csv_and_jsonl() {
 }
 
 #[actix_web::test]
+async fn csv_export_defuses_spreadsheet_formulas() {
+    let app = spawn_app().await;
+    let token = app.settings.internal.token.clone();
+    let event =
+        json!({"type": "snapshot.created", "org_id": app.org_id, "resource_id": "=HYPERLINK(\"http://evil.test\")"});
+    assert_eq!(internal(&app, event, Some(&token)).await.0, 201);
+    let r = app
+        .client
+        .post(format!("{}/api/v1/teams", app.addr))
+        .bearer_auth(&app.admin_key)
+        .header("user-agent", "@SUM(1+1)")
+        .json(&json!({"name": "T"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let csv_text = app.get("/api/v1/audit/export?format=csv", &app.admin_key).await.text;
+    let mut rows = csv::Reader::from_reader(csv_text.as_bytes());
+    let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
+    let snap = rows.iter().find(|r| &r[6] == "snapshot.created").unwrap();
+    assert_eq!(&snap[8], "'=HYPERLINK(\"http://evil.test\")");
+    let team = rows.iter().find(|r| &r[6] == "team.create").unwrap();
+    assert_eq!(&team[10], "'@SUM(1+1)");
+    // JSON Lines and the API keep the stored value exactly.
+    let jsonl = app.get("/api/v1/audit/export?format=jsonl&action=snapshot.created", &app.admin_key).await.text;
+    assert_eq!(serde_json::from_str::<Value>(jsonl.trim()).unwrap()["resource_id"], "=HYPERLINK(\"http://evil.test\")");
+}
+
+#[actix_web::test]
 async fn export_pages_through_more_than_one_page() {
     let app = spawn_app().await;
     let token = app.settings.internal.token.clone();

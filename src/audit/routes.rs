@@ -110,6 +110,16 @@ const CSV_HEADER: [&str; 13] = [
     "hash",
 ];
 
+/// A CSV cell that a spreadsheet would run as a formula (OWASP "CSV
+/// injection": `=`, `+`, `-`, `@`, tab, CR first) gets a leading `'`. Only
+/// the CSV export is escaped; JSON Lines and the API carry stored values.
+fn cell(v: String) -> String {
+    match v.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{v}"),
+        _ => v,
+    }
+}
+
 fn encode(format: Format, rows: &[AuditRecord], header: bool) -> Result<Bytes, ApiError> {
     match format {
         Format::Jsonl => {
@@ -134,12 +144,12 @@ fn encode(format: Format, rows: &[AuditRecord], header: bool) -> Result<Bytes, A
                     super::chain::timestamp(r.occurred_at),
                     r.org_id.to_string(),
                     r.user_id.map(|u| u.to_string()).unwrap_or_default(),
-                    opt(&r.user_email),
+                    cell(opt(&r.user_email)),
                     r.action.clone(),
-                    r.resource_type.clone(),
-                    opt(&r.resource_id),
+                    cell(r.resource_type.clone()),
+                    cell(opt(&r.resource_id)),
                     opt(&r.ip_address),
-                    opt(&r.user_agent),
+                    cell(opt(&r.user_agent)),
                     r.metadata.to_string(),
                     hex::encode(&r.hash),
                 ])

@@ -8,8 +8,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 /// One request per (resource, action) on the routes the matrix guards.
-/// Returns the status; the fixtures (a team, an instance in it, a custom
-/// role) are created fresh by the admin for each call.
+/// Returns the status; the fixtures (a team, an instance or a reservation
+/// in it, a custom role) are created fresh by the admin for each call.
 async fn attempt(app: &TestApp, token: &str, team: Uuid, resource: &str, action: &str) -> u16 {
     let n = Uuid::new_v4().simple().to_string();
     let r = match (resource, action) {
@@ -32,6 +32,27 @@ async fn attempt(app: &TestApp, token: &str, team: Uuid, resource: &str, action:
         ("instances", "delete") => {
             let id = instance(app, team).await;
             app.delete(&format!("/api/v1/instances/{id}"), token).await
+        }
+        ("reservations", "create") => {
+            app.post(
+                "/api/v1/reservations",
+                token,
+                json!({"gpu_type": GPU, "quantity": 1, "start_date": day(2), "end_date": day(2), "team_id": team}),
+            )
+            .await
+        }
+        ("reservations", "read") => {
+            let id = reservation(app, team).await;
+            app.get(&format!("/api/v1/reservations/{id}"), token).await
+        }
+        ("reservations", "delete") => {
+            let id = reservation(app, team).await;
+            app.post(&format!("/api/v1/reservations/{id}/cancel"), token, json!({})).await
+        }
+        // No route updates a reservation or deletes the billing account: the
+        // explain endpoint answers for those cells (see `explained`).
+        ("reservations", "update") | ("billing", "delete") => {
+            return explained(app, token, team, resource, action).await;
         }
         ("billing", "create") => {
             app.post("/api/v1/billing/credits", token, json!({"amount": "1.00", "currency": "USD"})).await
@@ -65,6 +86,56 @@ async fn attempt(app: &TestApp, token: &str, team: Uuid, resource: &str, action:
     r.status.as_u16()
 }
 
+/// `GET /permissions/check` for the caller in `team`, as the status the
+/// matrix expects: 200 when allowed, 403 when not (anything else, as is).
+async fn explained(app: &TestApp, token: &str, team: Uuid, resource: &str, action: &str) -> u16 {
+    let r = app.get(&format!("/api/v1/permissions/check?permission={resource}:{action}&team_id={team}"), token).await;
+    if r.status != 200 {
+        return r.status.as_u16();
+    }
+    assert_eq!(r.body["permission"], format!("{resource}:{action}"), "{}", r.text);
+    assert!(r.body.get("key_scopes_allow").is_none(), "a session, not a key: {}", r.text);
+    match r.body["allowed"].as_bool() {
+        Some(true) => 200,
+        Some(false) => 403,
+        None => panic!("no verdict: {}", r.text),
+    }
+}
+
+const GPU: &str = "A100_40GB";
+
+fn day(offset: i64) -> String {
+    (chrono::Utc::now().date_naive() + chrono::Duration::days(offset)).format("%Y-%m-%d").to_string()
+}
+
+/// Capacity and price for `GPU` (internal listener), and a balance to book with.
+async fn reservable(app: &TestApp) {
+    let r = app
+        .client
+        .put(format!("{}/internal/v1/gpu-types/{GPU}", app.internal_addr))
+        .bearer_auth(&app.settings.internal.token)
+        .json(&json!({"total_capacity": 1000, "hourly_price_usd": "0.01"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app.post("/api/v1/billing/credits", &app.admin_key, json!({"amount": "1000.00", "currency": "USD"})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// A scheduled reservation of `team`, booked by the admin (cancellable: it starts in two days).
+async fn reservation(app: &TestApp, team: Uuid) -> String {
+    let r = app
+        .post(
+            "/api/v1/reservations",
+            &app.admin_key,
+            json!({"gpu_type": GPU, "quantity": 1, "start_date": day(2), "end_date": day(2), "team_id": team}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
 async fn instance(app: &TestApp, team: Uuid) -> String {
     let r = app
         .post(
@@ -87,24 +158,26 @@ async fn role(app: &TestApp, n: &str) -> String {
 #[actix_web::test]
 async fn the_seed_role_matrix_holds_for_every_role_resource_and_action() {
     let app = spawn_app().await;
+    reservable(&app).await;
     let team = app.team("ML Team").await;
-    // The seed's table: Instancias, Billing, Team, Admin.
+    // The seed's table (instances and reservations alike), every cell: a
+    // request on a route that needs it, or, where no route does
+    // (reservations:update, billing:delete), the explain endpoint's verdict.
+    let resources = ["instances", "reservations", "billing", "team", "admin"];
     let matrix = [
-        ("admin", ["CRUD", "CRUD", "CRUD", "CRUD"]),
-        ("developer", ["CRUD", "R", "R", ""]),
-        ("billing", ["R", "CRUD", "R", ""]),
-        ("viewer", ["R", "R", "R", ""]),
+        ("admin", ["CRUD", "CRUD", "CRUD", "CRUD", "CRUD"]),
+        ("developer", ["CRUD", "CRUD", "R", "R", ""]),
+        ("billing", ["R", "R", "CRUD", "R", ""]),
+        ("viewer", ["R", "R", "R", "R", ""]),
     ];
-    let resources = ["instances", "billing", "team", "admin"];
     let actions = [("create", 'C'), ("read", 'R'), ("update", 'U'), ("delete", 'D')];
     let mut failures = Vec::new();
-    for (role, cells) in matrix {
+    let mut cells = 0;
+    for (role, row) in matrix {
         let (_, token) = app.member(&format!("role-{role}@acme.test"), team, role).await;
-        for (resource, cell) in resources.iter().zip(cells) {
+        for (resource, cell) in resources.iter().zip(row) {
             for (action, letter) in actions {
-                if *resource == "billing" && action == "delete" {
-                    continue; // no route deletes a billing account
-                }
+                cells += 1;
                 let status = attempt(&app, &token, team, resource, action).await;
                 let allowed = cell.contains(letter);
                 let ok = if allowed { (200..300).contains(&status) } else { status == 403 };
@@ -118,6 +191,7 @@ async fn the_seed_role_matrix_holds_for_every_role_resource_and_action() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(cells, 4 * 5 * 4);
 }
 
 #[actix_web::test]
@@ -380,6 +454,17 @@ async fn changes_take_effect_on_the_next_request_on_every_replica() {
     // Removal.
     app.delete(&format!("/api/v1/teams/{team}/members/{user}"), &app.admin_key).await;
     assert_problem(&other.get("/api/v1/teams", &token).await, 403);
+    // A member added on one replica, after the other has cached them with
+    // no role at all, has the access on the other's very next request.
+    let inst = instance(&app, team).await;
+    let (newcomer, new_token) = app.user("new@acme.test").await;
+    assert_problem(&other.get(&format!("/api/v1/teams/{team}"), &new_token).await, 403);
+    assert_problem(&other.get(&format!("/api/v1/instances/{inst}"), &new_token).await, 403);
+    assert_problem(&app.get(&format!("/api/v1/teams/{team}"), &new_token).await, 403);
+    app.add_member(team, newcomer, "developer").await;
+    assert_eq!(other.get(&format!("/api/v1/teams/{team}"), &new_token).await.status, 200);
+    assert_eq!(other.get(&format!("/api/v1/instances/{inst}"), &new_token).await.status, 200);
+    assert_eq!(other.post(&format!("/api/v1/instances/{inst}/stop"), &new_token, json!({})).await.status, 200);
 }
 
 #[actix_web::test]
@@ -625,4 +710,330 @@ async fn a_wrong_method_on_a_known_path_is_405_with_allow() {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         assert_problem(&app.request(m, "/api/v1/nope", Some(&app.admin_key), None).await, 404);
     }
+}
+
+/// Sends `method path` with `body` while `holder` keeps the locks of its
+/// open transaction, waits until the request waits on one of them, then
+/// runs `finish` (which ends that transaction) and returns the answer.
+async fn while_locked(
+    app: &TestApp,
+    holder: &mut diesel_async::AsyncPgConnection,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+    finish: &str,
+) -> (u16, serde_json::Value) {
+    use diesel_async::SimpleAsyncConnection;
+    let waiting =
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let before = app.count(waiting).await;
+    let req = {
+        let mut req = app.client.request(method, format!("{}{path}", app.addr)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        actix_web::rt::spawn(async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, serde_json::from_str(&r.text().await.unwrap()).unwrap_or(serde_json::Value::Null))
+        })
+    };
+    let mut waited = 0;
+    while app.count(waiting).await <= before {
+        waited += 1;
+        assert!(waited < 500, "{path} never waited on the held lock");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    holder.batch_execute(finish).await.unwrap();
+    req.await.unwrap()
+}
+
+#[actix_web::test]
+async fn an_assignment_racing_a_role_edit_is_checked_against_the_edited_role() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = spawn_app().await;
+    let (a, b) = (app.team("A").await, app.team("B").await);
+    // The caller may grant instances:read in B, not instances:*.
+    app.post(
+        "/api/v1/roles",
+        &app.admin_key,
+        json!({"name": "b_manager", "permissions": ["team:*", "instances:read"]}),
+    )
+    .await;
+    let (_, mgr) = app.member("mgr@acme.test", b, "b_manager").await;
+    let r = app.post("/api/v1/roles", &app.admin_key, json!({"name": "rx", "permissions": ["instances:read"]})).await;
+    let role: Uuid = r.body["id"].as_str().unwrap().parse().unwrap();
+    let (holder_in_a, _) = app.user("a@acme.test").await;
+    app.add_member(a, holder_in_a, "rx").await;
+    let (victim, victim_token) = app.user("victim@acme.test").await;
+    // An edit widening r (held only in A) is under way, as update_role does
+    // it: the role row locked FOR UPDATE, then changed. The assignment in B
+    // waits for it and is judged by the widened role: 403.
+    let widen = format!(
+        "BEGIN; SELECT 1 FROM roles WHERE id = '{role}' FOR UPDATE; \
+         UPDATE roles SET permissions = ARRAY['instances:*'] WHERE id = '{role}'"
+    );
+    let mut holder = app.db().await;
+    holder.batch_execute(&widen).await.unwrap();
+    let (status, body) = while_locked(
+        &app,
+        &mut holder,
+        reqwest::Method::POST,
+        &format!("/api/v1/teams/{b}/members"),
+        &mgr,
+        Some(json!({"user_id": victim, "role": "rx"})),
+        "COMMIT",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["missing_permission"].as_str().unwrap().contains("instances:"), "{body}");
+    assert_eq!(app.get(&format!("/api/v1/teams/{b}/members"), &app.admin_key).await.body.as_array().unwrap().len(), 1);
+    let inst = instance(&app, b).await;
+    assert_problem(&app.delete(&format!("/api/v1/instances/{inst}"), &victim_token).await, 403);
+    // The same for a member's role changed to r.
+    // From a role the manager may take away (viewer's billing:read it may not).
+    app.post("/api/v1/roles", &app.admin_key, json!({"name": "reader", "permissions": ["instances:read"]})).await;
+    app.add_member(b, victim, "reader").await;
+    let narrow = format!("UPDATE roles SET permissions = ARRAY['instances:read'] WHERE id = '{role}'");
+    holder.batch_execute(&narrow).await.unwrap();
+    holder.batch_execute(&widen).await.unwrap();
+    let (status, body) = while_locked(
+        &app,
+        &mut holder,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/teams/{b}/members/{victim}"),
+        &mgr,
+        Some(json!({"role": "rx"})),
+        "COMMIT",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(app.get(&format!("/api/v1/teams/{b}/members"), &app.admin_key).await.body[1]["role"], "reader");
+    assert_problem(&app.delete(&format!("/api/v1/instances/{inst}"), &victim_token).await, 403);
+    // An edit rolled back leaves the role as it was: the assignment goes through.
+    holder.batch_execute(&narrow).await.unwrap();
+    holder.batch_execute(&widen).await.unwrap();
+    let (status, body) = while_locked(
+        &app,
+        &mut holder,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/teams/{b}/members/{victim}"),
+        &mgr,
+        Some(json!({"role": "rx"})),
+        "ROLLBACK",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["role"], "rx");
+    // A role deleted while the assignment waits: 422, unknown role.
+    let r = app.post("/api/v1/roles", &app.admin_key, json!({"name": "gone", "permissions": ["instances:read"]})).await;
+    let gone = r.body["id"].as_str().unwrap().to_string();
+    holder.batch_execute(&format!("BEGIN; DELETE FROM roles WHERE id = '{gone}'")).await.unwrap();
+    let (newcomer, _) = app.user("n@acme.test").await;
+    let (status, body) = while_locked(
+        &app,
+        &mut holder,
+        reqwest::Method::POST,
+        &format!("/api/v1/teams/{b}/members"),
+        &mgr,
+        Some(json!({"user_id": newcomer, "role": "gone"})),
+        "COMMIT",
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "role");
+    assert_eq!(app.count(&format!("SELECT count(*) AS n FROM team_members WHERE user_id = '{newcomer}'")).await, 0);
+}
+
+#[actix_web::test]
+async fn a_team_whose_resources_are_all_history_can_be_deleted_and_its_history_stays_readable() {
+    let app = spawn_app().await;
+    reservable(&app).await;
+    let team = app.team("Old").await;
+    let other = app.team("Other").await;
+    let (member, member_token) = app.member("m@acme.test", team, "developer").await;
+    let (lead, _) = app.user("lead@acme.test").await;
+    app.add_member(team, lead, "viewer").await;
+    let (_, outsider) = app.member("o@acme.test", other, "developer").await;
+    // A destroyed instance, a cancelled reservation, a completed one.
+    let inst = instance(&app, team).await;
+    assert_eq!(app.delete(&format!("/api/v1/instances/{inst}"), &app.admin_key).await.body["state"], "destroyed");
+    let cancelled = reservation(&app, team).await;
+    let r = app.post(&format!("/api/v1/reservations/{cancelled}/cancel"), &app.admin_key, json!({})).await;
+    assert_eq!(r.body["state"], "cancelled", "{}", r.text);
+    let completed = reservation(&app, team).await;
+    app.count(&format!(
+        "WITH u AS (UPDATE reservations SET state = 'completed' WHERE id = '{completed}' RETURNING 1) SELECT count(*) AS n FROM u"
+    ))
+    .await;
+    assert_eq!(app.get(&format!("/api/v1/instances/{inst}"), &member_token).await.status, 200);
+
+    let r = app.delete(&format!("/api/v1/teams/{team}"), &app.admin_key).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_problem(&app.get(&format!("/api/v1/teams/{team}"), &app.admin_key).await, 404);
+    // The memberships went, and the record says which.
+    let del = app.audit_actions("team.delete").await;
+    assert_eq!(del.len(), 1);
+    assert_eq!(del[0]["metadata"]["name"], "Old");
+    let mut removed: Vec<(String, String)> = del[0]["metadata"]["members_removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["user_id"].as_str().unwrap().to_string(), m["role"].as_str().unwrap().to_string()))
+        .collect();
+    removed.sort();
+    let mut expected = vec![(member.to_string(), "developer".to_string()), (lead.to_string(), "viewer".to_string())];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert!(del[0]["metadata"]["members_removed"][0]["permissions"].is_array());
+    assert_eq!(app.get("/api/v1/users/me/permissions", &member_token).await.body["teams"], json!([]));
+    assert_problem(&app.get(&format!("/api/v1/instances/{inst}"), &member_token).await, 403);
+
+    // The history is kept, naming its team, and every listing still works.
+    let list = app.get("/api/v1/instances", &app.admin_key).await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let row = list.body.as_array().unwrap().iter().find(|i| i["id"] == inst.as_str()).cloned().unwrap();
+    assert_eq!((row["state"].as_str(), row["team_id"].as_str()), (Some("destroyed"), Some(team.to_string().as_str())));
+    assert_eq!(app.get(&format!("/api/v1/instances/{inst}"), &app.admin_key).await.status, 200);
+    for path in ["/api/v1/reservations".to_string(), format!("/api/v1/reservations?team_id={team}")] {
+        let list = app.get(&path, &app.admin_key).await;
+        assert_eq!(list.status, 200, "{path}: {}", list.text);
+        let mut states: Vec<&str> =
+            list.body.as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
+        states.sort();
+        assert_eq!(states, ["cancelled", "completed"], "{path}");
+    }
+    for id in [&cancelled, &completed] {
+        let r = app.get(&format!("/api/v1/reservations/{id}"), &app.admin_key).await;
+        assert_eq!(
+            (r.status.as_u16(), r.body["team_id"].as_str()),
+            (200, Some(team.to_string().as_str())),
+            "{}",
+            r.text
+        );
+    }
+    // Someone holding roles only in other teams sees none of it, and no error.
+    let list = app.get("/api/v1/instances", &outsider).await;
+    assert_eq!((list.status.as_u16(), list.body.clone()), (200, json!([])));
+    let list = app.get("/api/v1/reservations", &outsider).await;
+    assert_eq!((list.status.as_u16(), list.body.clone()), (200, json!([])));
+    assert_problem(&app.get(&format!("/api/v1/reservations/{cancelled}"), &outsider).await, 404);
+    // A team of the same name can be made again, and an instance in the deleted one cannot.
+    app.team("Old").await;
+    let r = app
+        .post(
+            "/api/v1/instances",
+            &app.admin_key,
+            json!({"name": "x", "gpu_type": "H100", "gpu_count": 1, "team_id": team}),
+        )
+        .await;
+    assert_problem(&r, 422);
+    assert_eq!(r.body["field"], "team_id");
+}
+
+#[actix_web::test]
+async fn a_team_with_live_instances_or_reservations_in_force_is_409_naming_them() {
+    let app = spawn_app().await;
+    reservable(&app).await;
+    let team = app.team("Busy").await;
+    let (member, _) = app.member("m@acme.test", team, "developer").await;
+    let inst = instance(&app, team).await;
+    let resv = reservation(&app, team).await;
+    let refused = |r: &common::Resp, names: &[&str], absent: &[&str]| {
+        assert_problem(r, 409);
+        let detail = r.body["detail"].as_str().unwrap();
+        for n in names {
+            assert!(detail.contains(n), "{n} in {detail}");
+        }
+        for n in absent {
+            assert!(!detail.contains(n), "{n} not in {detail}");
+        }
+    };
+    let r = app.delete(&format!("/api/v1/teams/{team}"), &app.admin_key).await;
+    refused(&r, &[&inst, &resv, "running", "scheduled"], &[]);
+    // Stopped (or failed) is still live.
+    app.post(&format!("/api/v1/instances/{inst}/stop"), &app.admin_key, json!({})).await;
+    let r = app.delete(&format!("/api/v1/teams/{team}"), &app.admin_key).await;
+    refused(&r, &[&inst, "stopped", &resv], &[]);
+    app.delete(&format!("/api/v1/instances/{inst}"), &app.admin_key).await;
+    let r = app.delete(&format!("/api/v1/teams/{team}"), &app.admin_key).await;
+    refused(&r, &[&resv], &[&inst]);
+    // An active reservation too (the lifecycle moved it on).
+    app.count(&format!(
+        "WITH u AS (UPDATE reservations SET state = 'active' WHERE id = '{resv}' RETURNING 1) SELECT count(*) AS n FROM u"
+    ))
+    .await;
+    refused(&app.delete(&format!("/api/v1/teams/{team}"), &app.admin_key).await, &[&resv, "active"], &[]);
+    // Nothing was removed by the refusals.
+    assert_eq!(
+        app.get(&format!("/api/v1/teams/{team}/members"), &app.admin_key).await.body[0]["user_id"],
+        member.to_string()
+    );
+    assert!(app.audit_actions("team.delete").await.is_empty());
+    // The database refuses it too, whoever asks.
+    let mut c = app.db().await;
+    let res =
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(format!("DELETE FROM teams WHERE id = '{team}'")), &mut c)
+            .await;
+    assert!(res.unwrap_err().to_string().contains("reservations_live_team_fkey"));
+    app.count(&format!(
+        "WITH u AS (UPDATE reservations SET state = 'completed' WHERE id = '{resv}' RETURNING 1) SELECT count(*) AS n FROM u"
+    ))
+    .await;
+    assert_eq!(app.delete(&format!("/api/v1/teams/{team}"), &app.admin_key).await.status, 204);
+}
+
+#[actix_web::test]
+async fn a_team_deletion_racing_a_new_instance_never_leaves_a_live_instance_without_its_team() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = spawn_app().await;
+    let org = app.org_id;
+    // An instance being created (uncommitted) when the deletion arrives:
+    // the deletion waits for it, sees it, and refuses.
+    let team = app.team("T").await;
+    let mut holder = app.db().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO instances (id, org_id, team_id, name, gpu_type, gpu_count, state) \
+             VALUES ('{}', '{org}', '{team}', 'late', 'H100', 1, 'running')",
+            Uuid::new_v4()
+        ))
+        .await
+        .unwrap();
+    let (status, body) = while_locked(
+        &app,
+        &mut holder,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/teams/{team}"),
+        &app.admin_key,
+        None,
+        "COMMIT",
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("late"), "{body}");
+    // A deletion under way when an instance is created: the creation waits
+    // for it and answers as for any unknown team; nothing is stored.
+    let team = app.team("U").await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM teams WHERE id = '{team}' FOR UPDATE; DELETE FROM teams WHERE id = '{team}'"
+        ))
+        .await
+        .unwrap();
+    let (status, body) = while_locked(
+        &app,
+        &mut holder,
+        reqwest::Method::POST,
+        "/api/v1/instances",
+        &app.admin_key,
+        Some(json!({"name": "x", "gpu_type": "H100", "gpu_count": 1, "team_id": team})),
+        "COMMIT",
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "team_id");
+    assert_eq!(app.count(&format!("SELECT count(*) AS n FROM instances WHERE team_id = '{team}'")).await, 0);
+    assert_eq!(app.audit_actions("instance.create").await.len(), 0);
 }

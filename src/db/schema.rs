@@ -105,6 +105,9 @@ diesel::table! {
         created_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        // Generated (team_id while not destroyed, else NULL); the team key
+        // is on it. Never written.
+        live_team_id -> Nullable<Uuid>,
     }
 }
 
@@ -246,6 +249,9 @@ diesel::table! {
         created_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
         cancelled_at -> Nullable<Timestamptz>,
+        // Generated (team_id while scheduled or active, else NULL); the team
+        // key is on it. Never written.
+        live_team_id -> Nullable<Uuid>,
     }
 }
 

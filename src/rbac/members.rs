@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::authorizer::bump_version;
-use super::model::{Role, find_role};
+use super::model::{Role, find_role, lock_role_for_grant};
 use super::permission::PermSet;
 use super::teams::find_team;
 use crate::audit::{self, ClientInfo};
@@ -97,6 +97,17 @@ async fn assignable_role(
     Ok(role)
 }
 
+/// `role` again, inside the assignment's transaction: locked against a
+/// concurrent edit and checked as it is now (see `lock_role_for_grant`).
+/// The check before the transaction refuses early; this one decides.
+async fn lock_assignable(c: &mut AsyncPgConnection, principal: &Principal, team: Uuid, role: &Role) -> ApiResult<Role> {
+    let locked = lock_role_for_grant(c, role.id)
+        .await?
+        .ok_or_else(|| ApiError::invalid("role", format!("unknown role {:?}", role.name)))?;
+    check_grantable(principal, team, &locked)?;
+    Ok(locked)
+}
+
 fn check_grantable(principal: &Principal, team: Uuid, role: &Role) -> ApiResult<()> {
     let missing = role.perms().minus(principal.perms.grantable(Some(team)));
     if missing != PermSet::EMPTY {
@@ -148,6 +159,7 @@ pub async fn add_member(
     let user = body.user_id;
     let version = conn
         .transaction(async |c| {
+            let role = lock_assignable(c, &principal, team.id, &role).await?;
             diesel::insert_into(team_members::table)
                 .values((
                     team_members::team_id.eq(team.id),
@@ -210,8 +222,12 @@ pub async fn update_member(
         .transaction(async |c| {
             let before = lock_member(c, team.id, user).await?;
             // Changing someone's role takes their old one away: the caller
-            // must be able to grant both.
+            // must be able to grant both. The old role needs no lock: an
+            // edit of it racing with this change ends as if this change came
+            // first (taking a role away grants nothing, and the edit, seeing
+            // the member still holding it, checked this team anyway).
             check_grantable(&principal, team.id, &before)?;
+            let role = lock_assignable(c, &principal, team.id, &role).await?;
             let updated = diesel::update(team_members::table.find((team.id, user)))
                 .set((team_members::role_id.eq(role.id), team_members::updated_at.eq(now)))
                 .execute(c)

@@ -1,5 +1,7 @@
 //! /api/v1/teams
 
+use std::collections::HashMap;
+
 use crate::json_body::Json;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
@@ -12,7 +14,7 @@ use uuid::Uuid;
 use super::authorizer::bump_version;
 use crate::audit::{self, ClientInfo};
 use crate::auth::Principal;
-use crate::db::schema::teams;
+use crate::db::schema::{instances, reservations, roles, team_members, teams};
 use crate::error::{ApiError, ApiResult};
 use crate::events;
 use crate::startup::AppState;
@@ -174,7 +176,47 @@ pub async fn update_team(
     Ok(HttpResponse::Ok().json(team))
 }
 
-/// Deletes a team and its memberships. A team that still owns instances: 409.
+/// What still keeps a team from being deleted: its live instances (any
+/// state but destroyed) and its reservations in force (scheduled or
+/// active), described for the 409. Read with the team row locked, so that
+/// none can be added meanwhile (their foreign key checks wait on it).
+async fn live_resources(c: &mut AsyncPgConnection, team: Uuid) -> ApiResult<Vec<String>> {
+    const SHOWN: i64 = 20;
+    let insts: Vec<(Uuid, String, String)> = instances::table
+        .filter(instances::live_team_id.eq(team))
+        .select((instances::id, instances::name, instances::state))
+        .order(instances::created_at.asc())
+        .limit(SHOWN)
+        .load(c)
+        .await?;
+    let n_insts: i64 = instances::table.filter(instances::live_team_id.eq(team)).count().get_result(c).await?;
+    let resvs: Vec<(Uuid, String, String)> = reservations::table
+        .filter(reservations::live_team_id.eq(team))
+        .select((reservations::id, reservations::gpu_type, reservations::state))
+        .order(reservations::created_at.asc())
+        .limit(SHOWN)
+        .load(c)
+        .await?;
+    let n_resvs: i64 = reservations::table.filter(reservations::live_team_id.eq(team)).count().get_result(c).await?;
+    let mut parts = Vec::new();
+    if n_insts > 0 {
+        let list: Vec<String> = insts.iter().map(|(id, name, st)| format!("{name:?} ({id}, {st})")).collect();
+        let more = if n_insts > SHOWN { format!(" and {} more", n_insts - SHOWN) } else { String::new() };
+        parts.push(format!("{n_insts} live instance(s): {}{more}", list.join(", ")));
+    }
+    if n_resvs > 0 {
+        let list: Vec<String> = resvs.iter().map(|(id, gpu, st)| format!("{id} ({gpu}, {st})")).collect();
+        let more = if n_resvs > SHOWN { format!(" and {} more", n_resvs - SHOWN) } else { String::new() };
+        parts.push(format!("{n_resvs} reservation(s) in force: {}{more}", list.join(", ")));
+    }
+    Ok(parts)
+}
+
+/// Deletes a team and its memberships. A team that still owns live
+/// instances (not destroyed) or reservations in force (scheduled or
+/// active): 409 naming them. Its history (destroyed instances, completed or
+/// cancelled reservations) does not block it and is kept, still naming the
+/// team; an org-wide role reads it.
 #[utoipa::path(tag = "teams", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404), (status = 409)),
     security(("bearer" = ["team:delete"])))]
@@ -191,14 +233,62 @@ pub async fn delete_team(
     let team = find_team(&mut conn, org, *id).await?;
     let version = conn
         .transaction(async |c| {
+            // The team row, locked: an instance, reservation or membership
+            // being added waits here (its key check locks the row too) and
+            // then fails, or it committed first and is seen below. A team
+            // deleted meanwhile: 404.
+            teams::table
+                .filter(teams::id.eq(team.id).and(teams::org_id.eq(org)))
+                .select(teams::id)
+                .for_update()
+                .first::<Uuid>(c)
+                .await
+                .optional()?
+                .ok_or_else(|| ApiError::not_found("team"))?;
+            let live = live_resources(c, team.id).await?;
+            if !live.is_empty() {
+                return Err(ApiError::Conflict(format!(
+                    "team {:?} still owns {}; destroy the instances and cancel or wait out the reservations first",
+                    team.name,
+                    live.join("; ")
+                )));
+            }
+            // The memberships the delete removes (a permission change each),
+            // locked so that the record says exactly what went.
+            let members: Vec<(Uuid, Uuid)> = team_members::table
+                .filter(team_members::team_id.eq(team.id))
+                .select((team_members::user_id, team_members::role_id))
+                .order(team_members::user_id.asc())
+                .for_update()
+                .load(c)
+                .await?;
+            let role_ids: Vec<Uuid> = members.iter().map(|(_, r)| *r).collect();
+            let names: HashMap<Uuid, (String, Vec<String>)> = roles::table
+                .filter(roles::id.eq_any(&role_ids))
+                .select((roles::id, roles::name, roles::permissions))
+                .load::<(Uuid, String, Vec<String>)>(c)
+                .await?
+                .into_iter()
+                .map(|(id, name, perms)| (id, (name, perms)))
+                .collect();
+            let removed: Vec<serde_json::Value> = members
+                .iter()
+                .map(|(user, role)| {
+                    let (name, perms) = names.get(role).cloned().unwrap_or_default();
+                    serde_json::json!({"user_id": user, "role": name, "role_id": role, "permissions": perms})
+                })
+                .collect();
+            // The key on live resources refuses the delete too, should any
+            // have slipped past the check above.
             diesel::delete(teams::table.find(team.id)).execute(c).await.map_err(|e| match ApiError::from(e) {
-                ApiError::Conflict(_) => {
-                    ApiError::Conflict("the team still owns instances; destroy or move them first".into())
-                }
+                ApiError::Conflict(_) => ApiError::Conflict(format!(
+                    "team {:?} still owns live instances or reservations in force",
+                    team.name
+                )),
                 other => other,
             })?;
             let v = bump_version(c, org).await?;
-            let meta = serde_json::json!({"name": team.name});
+            let meta = serde_json::json!({"name": team.name, "members_removed": removed});
             audit::append(c, &principal.audit(&client, now, events::TEAM_DELETE, "team", team.id, meta)).await?;
             Ok::<_, ApiError>(v)
         })

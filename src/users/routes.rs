@@ -15,7 +15,8 @@ use crate::db::schema::users;
 use crate::error::{ApiError, ApiResult};
 use crate::events;
 use crate::rbac::authorizer::bump_version;
-use crate::rbac::model::find_role;
+use crate::rbac::model::{Role, find_role, lock_role_for_grant};
+use crate::rbac::permission::PermSet;
 use crate::startup::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -67,6 +68,11 @@ pub async fn create_user(
     let org = principal.org_id;
     let (id, version) = conn
         .transaction(async |c| {
+            // The grant is decided against the role as locked here.
+            let role = match &role {
+                Some(r) => Some(lock_org_role(c, &principal, r).await?),
+                None => None,
+            };
             let id = model::insert(c, org, &email, &name, Some(&hash), role.as_ref().map(|r| r.id), now).await?;
             let version = match role {
                 Some(_) => Some(bump_version(c, org).await?),
@@ -83,20 +89,38 @@ pub async fn create_user(
     Ok(HttpResponse::Created().json(model::get(&mut conn, org, id).await?))
 }
 
-/// Checks that `principal` may hand out `name` as an org-wide role.
+/// Checks that `principal` may hand out `name` as an org-wide role. This
+/// refuses early; `lock_org_role` decides, inside the transaction.
 async fn org_role_to_grant(
     conn: &mut diesel_async::AsyncPgConnection,
     principal: &Principal,
     name: &str,
-) -> ApiResult<crate::rbac::model::Role> {
+) -> ApiResult<Role> {
     let role = find_role(conn, principal.org_id, name)
         .await?
         .ok_or_else(|| ApiError::invalid("org_role", format!("unknown role {name:?}")))?;
+    check_org_grant(principal, &role)?;
+    Ok(role)
+}
+
+fn check_org_grant(principal: &Principal, role: &Role) -> ApiResult<()> {
     let missing = role.perms().minus(principal.perms.grantable(None));
-    if missing != crate::rbac::permission::PermSet::EMPTY {
+    if missing != PermSet::EMPTY {
         return Err(ApiError::forbidden(missing.to_strings().join(", ")));
     }
-    Ok(role)
+    Ok(())
+}
+
+/// `role` again, inside the transaction that assigns it: locked against a
+/// concurrent edit of the role and checked as it is now, so that an edit
+/// widening it cannot commit next to this assignment unchecked (see
+/// `lock_role_for_grant`). A role deleted meanwhile is unknown (422).
+async fn lock_org_role(c: &mut diesel_async::AsyncPgConnection, principal: &Principal, role: &Role) -> ApiResult<Role> {
+    let locked = lock_role_for_grant(c, role.id)
+        .await?
+        .ok_or_else(|| ApiError::invalid("org_role", format!("unknown role {:?}", role.name)))?;
+    check_org_grant(principal, &locked)?;
+    Ok(locked)
 }
 
 /// Lists the users of the caller's organization.
@@ -164,6 +188,11 @@ pub async fn update_user(
     let now = state.clock.now();
     let version = conn
         .transaction(async |c| {
+            // The grant is decided against the role as locked here.
+            let new_role = match &new_role {
+                Some(Some(r)) => Some(Some(lock_org_role(c, &principal, r).await?)),
+                other => other.clone(),
+            };
             if let Some(n) = &name {
                 diesel::update(users::table.find(id))
                     .set((users::name.eq(n), users::updated_at.eq(now)))

@@ -23,6 +23,14 @@ struct Received {
 /// A response to give: status and Retry-After.
 type Scripted = (u16, Option<&'static str>);
 
+/// A failure whose retry waits for the test to move the clock: without a
+/// Retry-After the first retry comes ~5 s later in real time, which a
+/// loaded CI machine can reach before the test has looked (or moved the
+/// clock). Retry-After: 3600 puts it an hour out (the delay is the larger of
+/// the schedule and Retry-After); `LATER` moves the clock past it.
+const FAIL_500: Scripted = (500, Some("3600"));
+const LATER: i64 = 3700;
+
 #[derive(Clone, Default)]
 struct Receiver {
     url: String,
@@ -246,14 +254,14 @@ async fn subscribed_events_arrive_signed_and_the_reference_library_accepts_them(
 async fn a_failed_attempt_is_retried_with_the_same_id_and_the_log_shows_it() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
-    rx.respond(&[(500, None)]);
+    rx.respond(&[FAIL_500]);
     let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
     instance(&app).await;
     rx.wait_for(1).await;
     recorded(&app, &ep, 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.got().len(), 1, "not retried before its time");
-    app.state.clock.advance(10);
+    app.state.clock.advance(LATER);
     let got = rx.wait_for(2).await;
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].id, got[1].id);
@@ -318,8 +326,9 @@ async fn gone_disables_the_endpoint_and_is_audited() {
 async fn a_disabled_endpoints_backlog_is_paused_and_blocks_no_one() {
     let app = spawn_app().await;
     let (rx_a, rx_b) = (Receiver::start().await, Receiver::start().await);
-    // More failing deliveries than the workers' claim batch (16).
-    rx_a.respond(&[(500, None); 20]);
+    // More failing deliveries than the workers' claim batch (16), whose
+    // retries wait for the clock.
+    rx_a.respond(&[FAIL_500; 20]);
     let (a, _) = endpoint(&app, &rx_a.url, json!(["instance.created"]), None).await;
     endpoint(&app, &rx_b.url, json!(["snapshot.created"]), None).await;
     for _ in 0..20 {
@@ -339,10 +348,13 @@ async fn a_disabled_endpoints_backlog_is_paused_and_blocks_no_one() {
         app.patch(&format!("/api/v1/webhooks/{a}"), &app.admin_key, json!({"enabled": false})).await.status,
         200
     );
+    let all_tried = log.as_array().is_some_and(|l| l.len() == 20 && l.iter().all(|d| d["attempt_log"][0].is_object()));
+    assert!(all_tried, "{log}");
+    assert_eq!(rx_a.got().len(), 20, "no retry before the clock moves");
     let paused = app.get(&format!("/api/v1/webhooks/{a}/deliveries"), &app.admin_key).await.body;
     assert!(paused.as_array().unwrap().iter().all(|d| d["state"] == "paused"), "{paused}");
     // Every retry of A's backlog would now be due, and older than anything new.
-    app.state.clock.advance(60);
+    app.state.clock.advance(LATER);
     platform(&app, "snapshot.created", "snap_1").await;
     assert_eq!(rx_b.wait_for(1).await.len(), 1, "another endpoint is not held up");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -360,10 +372,64 @@ async fn a_disabled_endpoints_backlog_is_paused_and_blocks_no_one() {
 }
 
 #[actix_web::test]
+async fn a_patch_racing_an_automatic_disable_sees_it_and_resumes_the_backlog() {
+    // Nothing is delivered here: the backlog stays put for the test to see.
+    let app = spawn_app_with(|s| s.webhooks.concurrency = 0).await;
+    let rx = Receiver::start().await;
+    let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
+    instance(&app).await;
+    let state_count = |st: &str| {
+        format!("SELECT count(*) AS n FROM webhook_deliveries WHERE endpoint_id = '{ep}' AND state = '{st}'")
+    };
+    assert_eq!(app.count(&state_count("pending")).await, 1);
+    // The worker's automatic disable (as in delivery::record), caught
+    // between its lock and its commit while the PATCH comes in.
+    let mut worker = app.db().await;
+    for q in [
+        "BEGIN".to_string(),
+        format!("SELECT 1 FROM webhook_endpoints WHERE id = '{ep}' FOR NO KEY UPDATE"),
+        format!(
+            "UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'the endpoint answered 410 Gone' WHERE id = '{ep}'"
+        ),
+        format!("UPDATE webhook_deliveries SET state = 'paused' WHERE endpoint_id = '{ep}' AND state = 'pending'"),
+    ] {
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(q), &mut worker).await.unwrap();
+    }
+    let waiting =
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let path = format!("/api/v1/webhooks/{ep}");
+    let (patched, ()) = tokio::join!(app.patch(&path, &app.admin_key, json!({"enabled": true})), async {
+        // The PATCH queues on the endpoint's row; then the worker commits.
+        let mut tries = 0;
+        while app.count(waiting).await == 0 {
+            tries += 1;
+            assert!(tries < 600, "the PATCH never waited for the worker's lock");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        diesel_async::RunQueryDsl::execute(diesel::sql_query("COMMIT"), &mut worker).await.unwrap();
+    });
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(patched.body["enabled"], true, "{}", patched.text);
+    assert_eq!(patched.body["disabled_reason"], Value::Null, "{}", patched.text);
+    // Re-enabled over the worker's disable: the backlog was resumed, not
+    // left paused behind an enabled endpoint.
+    assert_eq!(app.count(&state_count("paused")).await, 0);
+    assert_eq!(app.count(&state_count("pending")).await, 1);
+    // The audit's "before" is what the PATCH replaced: the disabled endpoint.
+    let updates = app.audit_actions("webhook.update").await;
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0]["metadata"]["before"]["enabled"], false, "{}", updates[0]);
+    assert_eq!(updates[0]["metadata"]["after"]["enabled"], true, "{}", updates[0]);
+}
+
+#[actix_web::test]
 async fn an_endpoint_failing_for_five_days_is_disabled() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
-    rx.respond(&[(500, None), (500, None), (500, None)]);
+    // The first retry waits for the clock: one that came on real time
+    // (5 s) would fail too soon to count as five days, and the check below
+    // would look before the attempt that does.
+    rx.respond(&[FAIL_500, FAIL_500, FAIL_500]);
     let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
     instance(&app).await;
     rx.wait_for(1).await;
@@ -381,7 +447,9 @@ async fn an_endpoint_failing_for_five_days_is_disabled() {
 async fn a_success_ends_the_failing_streak() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
-    rx.respond(&[(500, None)]);
+    // Retries wait for the clock (not 5 s of real time), so the streaks are
+    // as long as the test says.
+    rx.respond(&[FAIL_500]);
     let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
     instance(&app).await;
     rx.wait_for(1).await;
@@ -392,7 +460,7 @@ async fn a_success_ends_the_failing_streak() {
     assert_eq!(recorded(&app, &ep, 2).await[0]["state"], "succeeded");
     // A new streak two days later is counted from its own start (2 days),
     // not from the first failure (6 days): the endpoint stays enabled.
-    rx.respond(&[(500, None), (500, None)]);
+    rx.respond(&[FAIL_500, FAIL_500]);
     platform(&app, "instance.failed", "r2").await;
     rx.wait_for(3).await;
     recorded_of(&app, &ep, "instance.failed", 1).await;
@@ -408,24 +476,39 @@ async fn a_success_ends_the_failing_streak() {
 async fn events_about_one_resource_arrive_in_order() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
-    rx.respond(&[(503, None)]);
+    // "created" fails, and its retry waits for the clock.
+    rx.respond(&[(503, Some("3600"))]);
     let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
     let inst = instance(&app).await;
     rx.wait_for(1).await;
-    // The stop happens while "created" is still failing: it must wait.
+    // The stop happens while "created" is still failing: it must wait. So
+    // must the platform's event about the same instance, whatever the
+    // spelling of its id. The snapshot (another resource) must not.
     app.post(&format!("/api/v1/instances/{inst}/stop"), &app.admin_key, json!({})).await;
+    platform(&app, "instance.failed", &inst.to_uppercase()).await;
     platform(&app, "snapshot.created", "snap_other").await;
     rx.wait_for(2).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let types: Vec<String> = rx.got().iter().map(|r| body_of(r)["type"].as_str().unwrap().to_string()).collect();
-    // The first 5 s retry of "created" runs on real time and may already have
-    // come on a slow machine: only the first two arrivals are fixed.
-    assert_eq!(types[..2], ["instance.created", "snapshot.created"], "another resource is not held up");
     recorded(&app, &ep, 1).await;
-    app.state.clock.advance(10);
-    let got = rx.wait_for(4).await;
-    let types: Vec<String> = got.iter().map(|r| body_of(r)["type"].as_str().unwrap().to_string()).collect();
-    assert_eq!(types, ["instance.created", "snapshot.created", "instance.created", "instance.stopped"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let types = |got: &[Received]| -> Vec<String> {
+        got.iter().map(|r| body_of(r)["type"].as_str().unwrap().to_string()).collect()
+    };
+    let of_instance =
+        |t: &[String]| -> Vec<String> { t.iter().filter(|t| *t != "snapshot.created").cloned().collect() };
+    let snapshots = |t: &[String]| t.iter().filter(|t| *t == "snapshot.created").count();
+    let before = types(&rx.got());
+    assert_eq!(of_instance(&before), ["instance.created"], "the later events wait: {before:?}");
+    assert_eq!(snapshots(&before), 1, "another resource is not held up: {before:?}");
+    app.state.clock.advance(LATER);
+    let after = types(&rx.wait_for(5).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.got().len(), 5, "{after:?}");
+    assert_eq!(
+        of_instance(&after),
+        ["instance.created", "instance.created", "instance.stopped", "instance.failed"],
+        "{after:?}"
+    );
+    assert_eq!(snapshots(&after), 1, "{after:?}");
 }
 
 #[actix_web::test]
@@ -512,6 +595,54 @@ async fn rotation_signs_with_both_secrets_for_a_day() {
 }
 
 #[actix_web::test]
+async fn a_bad_rotation_body_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    let (ep, old) = endpoint(&app, &rx.url, json!(["*"]), None).await;
+    let old = old.unwrap();
+    let path = format!("/api/v1/webhooks/{ep}/rotate-secret");
+    for (body, field) in [
+        (json!({"secret": 123}), "secret"),
+        (json!({"secret": null, "sekret": "abcdefghijklmnopqrstuvwxyz"}), "sekret"),
+        (json!({"secret": "short"}), "secret"),
+        (json!("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "body"),
+    ] {
+        let r = app.post(&path, &app.admin_key, body.clone()).await;
+        assert_problem(&r, 422);
+        // The field is named first (src/json_body.rs currently doubles an
+        // unknown field's name: "sekret.sekret").
+        let named = r.body["field"].as_str().and_then(|f| f.split('.').next());
+        assert_eq!(named, Some(field), "{body}: {}", r.text);
+    }
+    for raw in ["{\"secret\": ", "not json", " "] {
+        let r = app
+            .client
+            .post(format!("{}{path}", app.addr))
+            .bearer_auth(&app.admin_key)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{raw:?}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "{raw:?}");
+    }
+    // Nothing was rotated: no audit record, and the next delivery carries
+    // one signature, by the old secret.
+    assert!(app.audit_actions("webhook.rotate_secret").await.is_empty());
+    assert_eq!(app.post(&format!("/api/v1/webhooks/{ep}/test"), &app.admin_key, json!({})).await.status, 202);
+    let got = rx.wait_for(1).await;
+    assert_eq!(got[0].signature.split(' ').count(), 1, "{}", got[0].signature);
+    verify_with_reference_library(&old, &got);
+    // No body at all: a generated secret.
+    let r = app.raw(reqwest::Method::POST, &path, Some(&app.admin_key), "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let new = r.body["secret"].as_str().unwrap();
+    assert!(new.starts_with("whsec_") && new != old, "{new}");
+    assert_eq!(app.audit_actions("webhook.rotate_secret").await.len(), 1);
+}
+
+#[actix_web::test]
 async fn ssrf_targets_are_refused_at_registration_and_at_delivery() {
     let app = spawn_app_with(|s| s.webhooks.allow_private_targets = false).await;
     for url in [
@@ -540,21 +671,53 @@ async fn ssrf_targets_are_refused_at_registration_and_at_delivery() {
     assert_eq!(app.get("/api/v1/webhooks", &app.admin_key).await.body, json!([]));
     // An endpoint that slipped into the table is still refused when dialled.
     let rx = Receiver::start().await;
+    let ep = slipped_in(&app, &rx.url.replace("http://", "https://")).await;
+    instance(&app).await;
+    let log = recorded(&app, &ep, 1).await;
+    assert!(rx.got().is_empty());
+    assert!(log[0]["last_error"].as_str().unwrap_or_default().contains("not public"), "{log}");
+}
+
+/// An endpoint written straight into the table, past registration's checks
+/// (as if the rules or DNS changed since); returns its id.
+async fn slipped_in(app: &TestApp, url: &str) -> String {
     let sealed = app.state.secrets.seal(b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let id = uuid::Uuid::new_v4();
     let mut conn = app.db().await;
     diesel_async::RunQueryDsl::execute(
-        diesel::sql_query("INSERT INTO webhook_endpoints (id, org_id, url, events, secret_enc) VALUES (gen_random_uuid(), $1, $2, ARRAY['*'], $3)")
-            .bind::<diesel::sql_types::Uuid, _>(app.org_id)
-            .bind::<diesel::sql_types::Text, _>(rx.url.replace("http://", "https://"))
-            .bind::<diesel::sql_types::Bytea, _>(sealed),
+        diesel::sql_query(
+            "INSERT INTO webhook_endpoints (id, org_id, url, events, secret_enc) VALUES ($1, $2, $3, ARRAY['*'], $4)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .bind::<diesel::sql_types::Uuid, _>(app.org_id)
+        .bind::<diesel::sql_types::Text, _>(url)
+        .bind::<diesel::sql_types::Bytea, _>(sealed),
         &mut conn,
     )
     .await
     .unwrap();
+    id.to_string()
+}
+
+#[actix_web::test]
+async fn a_host_name_that_resolves_to_a_private_address_is_refused_at_delivery() {
+    let app = spawn_app_with(|s| s.webhooks.allow_private_targets = false).await;
+    let rx = Receiver::start().await;
+    // A name, not an IP literal: only the delivery client's resolver can
+    // refuse it (it resolves to 127.0.0.1 / ::1, where the receiver listens).
+    let url = rx.url.replace("http://127.0.0.1", "https://localhost");
+    assert!(url.starts_with("https://localhost:"), "{url}");
+    let ep = slipped_in(&app, &url).await;
     instance(&app).await;
-    let list = app.get("/api/v1/webhooks", &app.admin_key).await;
-    let ep = list.body[0]["id"].as_str().unwrap();
-    let log = recorded(&app, ep, 1).await;
-    assert!(rx.got().is_empty());
-    assert!(log[0]["last_error"].as_str().unwrap_or_default().contains("not public"), "{log}");
+    let log = recorded(&app, &ep, 1).await;
+    let d = &log[0];
+    // Refused by the resolver (not a TLS or HTTP failure against the
+    // receiver): no status, and the error says why.
+    assert_eq!(d["attempt_log"][0]["status_code"], Value::Null, "{log}");
+    for error in [&d["attempt_log"][0]["error"], &d["last_error"]] {
+        assert!(error.as_str().unwrap_or_default().contains("localhost resolves to non-public"), "{log}");
+    }
+    assert_eq!(d["state"], "pending", "refused, to be retried: {log}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rx.got().is_empty(), "the receiver got nothing");
 }

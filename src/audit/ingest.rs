@@ -37,6 +37,17 @@ pub enum OneOrMany {
 
 pub const MAX_BATCH: usize = 10_000;
 
+/// The webhook ordering key of a platform event's resource. An id that is a
+/// UUID, in any spelling the platform sends (upper case, no hyphens, braces),
+/// is written as the API writes it (`instance:{uuid}`, lower case,
+/// hyphenated), so an instance's platform and API events share one order.
+fn ordering_key(resource_type: &str, resource_id: &str) -> String {
+    match Uuid::parse_str(resource_id) {
+        Ok(id) => format!("{resource_type}:{id}"),
+        Err(_) => format!("{resource_type}:{resource_id}"),
+    }
+}
+
 pub async fn ingest(state: web::Data<AppState>, body: Json<OneOrMany>) -> ApiResult<HttpResponse> {
     let events = match body.into_inner() {
         OneOrMany::Many(v) => v,
@@ -111,7 +122,7 @@ pub async fn ingest(state: web::Data<AppState>, body: Json<OneOrMany>) -> ApiRes
                     org: e.org_id,
                     endpoints: outbox::subscribed(&subs[&e.org_id], kind),
                     kind: kind.to_string(),
-                    ordering_key: format!("{}:{}", e.resource_type, raw.resource_id),
+                    ordering_key: ordering_key(e.resource_type, &raw.resource_id),
                     data,
                 });
             }
@@ -121,4 +132,29 @@ pub async fn ingest(state: web::Data<AppState>, body: Json<OneOrMany>) -> ApiRes
         .await?;
     state.kick_webhooks();
     Ok(HttpResponse::Created().json(serde_json::json!({"recorded": ids.len(), "ids": ids})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordering_key;
+    use uuid::Uuid;
+
+    #[test]
+    fn webhooks_order_an_instance_id_in_any_spelling_with_the_api_events() {
+        let id = Uuid::now_v7();
+        // What the instance API writes (src/instances/routes.rs).
+        let api = format!("instance:{id}");
+        for spelling in [
+            id.to_string(),
+            id.to_string().to_uppercase(),
+            id.simple().to_string(),
+            id.simple().to_string().to_uppercase(),
+            id.braced().to_string(),
+            id.urn().to_string(),
+        ] {
+            assert_eq!(ordering_key("instance", &spelling), api, "{spelling}");
+        }
+        assert_eq!(ordering_key("snapshot", "snap_1"), "snapshot:snap_1");
+        assert_eq!(ordering_key("instance", "inst_xyz"), "instance:inst_xyz");
+    }
 }

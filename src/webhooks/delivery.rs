@@ -311,6 +311,23 @@ pub async fn record(
     let gone = o.status == Some(410);
     conn.transaction(async |t| {
         relaxed_commit(t).await?;
+        // The endpoint's row first, locked until commit: a failure may
+        // disable the endpoint, and `PATCH /webhooks/{id}` decides from the
+        // same row under the same lock, so an administrator's change and an
+        // automatic disable happen one after the other, each seeing the
+        // other's outcome. Taken before the delivery's row, the order in
+        // which `PATCH` (and `pause` below) take them: failing workers and
+        // an administrator queue on the endpoint instead of deadlocking.
+        let Some(enabled) = webhook_endpoints::table
+            .find(c.endpoint_id)
+            .select(webhook_endpoints::enabled)
+            .for_no_key_update()
+            .first::<bool>(t)
+            .await
+            .optional()?
+        else {
+            return Ok(()); // deleted meanwhile, with its deliveries
+        };
         diesel::insert_into(webhook_attempts::table)
             .values((
                 webhook_attempts::id.eq(Uuid::now_v7()),
@@ -352,18 +369,17 @@ pub async fn record(
         if moved == 0 {
             return Ok(());
         }
-        let (failing_since, enabled): (Option<DateTime<Utc>>, bool) =
-            diesel::update(webhook_endpoints::table.find(c.endpoint_id))
-                .set(
-                    webhook_endpoints::failing_since.eq(diesel::dsl::sql::<Nullable<Timestamptz>>(
-                        "coalesce(failing_since, ",
-                    )
-                    .bind::<Timestamptz, _>(now)
-                    .sql(")")),
+        let failing_since: Option<DateTime<Utc>> = diesel::update(webhook_endpoints::table.find(c.endpoint_id))
+            .set(
+                webhook_endpoints::failing_since.eq(diesel::dsl::sql::<Nullable<Timestamptz>>(
+                    "coalesce(failing_since, ",
                 )
-                .returning((webhook_endpoints::failing_since, webhook_endpoints::enabled))
-                .get_result(t)
-                .await?;
+                .bind::<Timestamptz, _>(now)
+                .sql(")")),
+            )
+            .returning(webhook_endpoints::failing_since)
+            .get_result(t)
+            .await?;
         let failing_too_long = failing_since.is_some_and(|f| (now - f).num_seconds() >= s.disable_after_failing_secs);
         if enabled && (gone || failing_too_long) {
             let reason = if gone {
@@ -371,7 +387,9 @@ pub async fn record(
             } else {
                 format!("deliveries failed for {} days in a row", s.disable_after_failing_secs / 86400)
             };
-            diesel::update(webhook_endpoints::table.find(c.endpoint_id))
+            // Conditional as well as locked: only an enabled endpoint is
+            // disabled (and audited) here.
+            diesel::update(webhook_endpoints::table.find(c.endpoint_id).filter(webhook_endpoints::enabled))
                 .set((
                     webhook_endpoints::enabled.eq(false),
                     webhook_endpoints::disabled_reason.eq(&reason),

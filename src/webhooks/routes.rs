@@ -1,10 +1,15 @@
 //! /api/v1/webhooks
 
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::json_body::Json;
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -99,6 +104,30 @@ pub struct Delivery {
     pub attempt_log: Vec<Attempt>,
 }
 
+/// An optional JSON body: no bytes at all is `None`; any other body must be
+/// a valid `T`, read by the API's `Json` (400 when malformed, 422 naming the
+/// field for a wrong value or an unknown field). Unlike `Option<Json<T>>`,
+/// which turns every error into `None`, a bad body is refused.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = web::Bytes::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let bytes = bytes.await.map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+            if bytes.is_empty() {
+                return Ok(OptionalJson(None));
+            }
+            let parsed = Json::<T>::from_request(&req, &mut Payload::from(bytes)).await?;
+            Ok(OptionalJson(Some(parsed.into_inner())))
+        })
+    }
+}
+
 async fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
     crate::validate::single_line("url", url)?;
     ssrf::vet(url, state.settings.webhooks.allow_private_targets)
@@ -140,6 +169,18 @@ async fn find(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> ApiResult<En
     webhook_endpoints::table
         .filter(webhook_endpoints::id.eq(id).and(webhook_endpoints::org_id.eq(org)))
         .select(Endpoint::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("webhook"))
+}
+
+/// `find`, locking the row (`FOR UPDATE`) for the rest of the transaction.
+async fn find_for_update(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> ApiResult<Endpoint> {
+    webhook_endpoints::table
+        .filter(webhook_endpoints::id.eq(id).and(webhook_endpoints::org_id.eq(org)))
+        .select(Endpoint::as_select())
+        .for_update()
         .first(conn)
         .await
         .optional()?
@@ -239,12 +280,18 @@ pub async fn update_webhook(
     let evs = body.events.as_deref().map(check_events).transpose()?;
     let now = state.clock.now();
     let mut conn = state.conn().await?;
-    let before = find(&mut conn, principal.org_id, *id).await?;
     let after = conn
         .transaction(async |c| {
+            // Everything is decided from the row as it is under our lock: the
+            // delivery worker takes the same lock before it disables an
+            // endpoint (410, failing streak), so the two cannot interleave
+            // (a PATCH never re-enables without resuming the backlog, and
+            // the audit's `before` is what was replaced).
+            let before = find_for_update(c, principal.org_id, *id).await?;
             let enabled = body.enabled.unwrap_or(before.enabled);
             let reenabled = enabled && !before.enabled;
-            let e: Endpoint = diesel::update(webhook_endpoints::table.find(before.id))
+            let disabled_now = !enabled && before.enabled;
+            let mut e: Endpoint = diesel::update(webhook_endpoints::table.find(before.id))
                 .set((
                     webhook_endpoints::url.eq(url.as_ref().unwrap_or(&before.url)),
                     webhook_endpoints::events.eq(evs.as_ref().unwrap_or(&before.events)),
@@ -259,14 +306,17 @@ pub async fn update_webhook(
             } else if !enabled {
                 delivery::pause(c, before.id).await?;
             }
-            if reenabled || !enabled {
+            // The reason changes with the state only: editing the URL of an
+            // endpoint disabled for 410 Gone keeps that reason.
+            if reenabled || disabled_now {
                 let reason: Option<&str> = if enabled { None } else { Some("disabled by an administrator") };
-                diesel::update(webhook_endpoints::table.find(before.id))
+                e = diesel::update(webhook_endpoints::table.find(before.id))
                     .set((
                         webhook_endpoints::disabled_reason.eq(reason),
                         webhook_endpoints::failing_since.eq(None::<DateTime<Utc>>),
                     ))
-                    .execute(c)
+                    .returning(Endpoint::as_returning())
+                    .get_result(c)
                     .await?;
             }
             let meta = serde_json::json!({
@@ -274,10 +324,10 @@ pub async fn update_webhook(
                 "after": {"url": e.url, "events": e.events, "enabled": e.enabled},
             });
             audit::append(c, &principal.audit(&client, now, events::WEBHOOK_UPDATE, "webhook", e.id, meta)).await?;
-            Ok::<_, ApiError>(e.id)
+            Ok::<_, ApiError>(e)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(find(&mut conn, principal.org_id, after).await?))
+    Ok(HttpResponse::Ok().json(after))
 }
 
 /// Deletes an endpoint and its pending deliveries.
@@ -487,9 +537,9 @@ pub async fn rotate_secret(
     principal: Principal,
     client: ClientInfo,
     id: web::Path<Uuid>,
-    body: Option<Json<RotateSecret>>,
+    body: OptionalJson<RotateSecret>,
 ) -> ApiResult<HttpResponse> {
-    let given = body.and_then(|b| b.into_inner().secret);
+    let given = body.0.and_then(|b| b.secret);
     if let Some(s) = &given {
         check_secret(s)?;
     }

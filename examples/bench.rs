@@ -10,8 +10,8 @@
 //!   check + a database read) and GET /api/v1/users/me/permissions (guard +
 //!   authentication + the permission cache, no database), each with a
 //!   session token and with an API key.
-//!   `BENCH_ONLY=http` stops after this section, `BENCH_ONLY=webhooks` runs
-//!   only the webhook section; `BENCH_ONLY=serve` keeps the
+//!   `BENCH_ONLY=http` stops after this section, `BENCH_ONLY=webhooks` and
+//!   `BENCH_ONLY=reservations` run only that section; `BENCH_ONLY=serve` keeps the
 //!   servers up and prints their addresses and credentials, for profiling.
 //! - In-process: a warm permission check (cache hit + bit test) and a full
 //!   authentication (JWT or key + one Redis round trip + cached permissions).
@@ -189,6 +189,10 @@ async fn run() {
 
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "webhooks") {
         webhooks(&client, &base, &internal, &settings, &key, boot.org_id).await;
+        return;
+    }
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "reservations") {
+        reservations(&client, &base, &internal, &settings).await;
         return;
     }
 
@@ -623,8 +627,9 @@ async fn reservations(client: &reqwest::Client, base: &str, internal: &str, sett
         .await
         .unwrap();
         println!(
-            "  {label:<34} {:>6.0} requests/s  ({ok} granted of capacity {}, {full} refused 409, {other} other)  over-bookings: {}",
+            "  {label:<34} {:>6.0} requests/s, {:>5.0} granted/s  ({ok} granted of capacity {}, {full} refused 409, {other} other)  over-bookings: {}",
             total as f64 / secs,
+            ok as f64 / secs,
             capacity as usize * types,
             over.n
         );

@@ -549,6 +549,75 @@ async fn two_replicas_deliver_each_event_once() {
     let ids: std::collections::HashSet<&str> = got_after.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(got_after.len(), 80, "each of the 80 events once");
     assert_eq!(ids.len(), 80);
+    // Successes are recorded in batches: every delivery ends `succeeded`
+    // with exactly one attempt, and no lease left behind.
+    let succeeded = "SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'succeeded' AND lease_until IS NULL";
+    let mut tries = 0;
+    while app.count(succeeded).await < 80 {
+        tries += 1;
+        assert!(tries < 400, "successes not recorded: {}", app.count(succeeded).await);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_deliveries").await, 80);
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_attempts WHERE status_code = 200").await, 80);
+}
+
+#[actix_web::test]
+async fn a_batch_of_successes_records_what_is_still_ours_and_skips_the_rest() {
+    use dumont::webhooks::delivery::{self, Success};
+    // No worker: the test claims and records as a worker would.
+    let app = spawn_app_with(|s| s.webhooks.concurrency = 0).await;
+    let rx = Receiver::start().await;
+    let (ep, _) = endpoint(&app, &rx.url, json!(["snapshot.created"]), None).await;
+    for n in 0..3 {
+        platform(&app, "snapshot.created", &format!("snap_{n}")).await;
+    }
+    let mut conn = app.db().await;
+    let now = app.state.clock.now();
+    let claimed = delivery::claim(&mut conn, now, 60, 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let ok = |i: usize| Success {
+        delivery_id: claimed[i].delivery_id,
+        endpoint_id: claimed[i].endpoint_id,
+        attempts: claimed[i].attempts,
+        status: 204,
+        latency_ms: 3,
+        at: now,
+    };
+    // The third was claimed again by another worker since (attempts moved
+    // on): its stale success must not finish it.
+    let third = claimed[2].delivery_id;
+    let bump = format!("UPDATE webhook_deliveries SET attempts = attempts + 1 WHERE id = '{third}'");
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(bump), &mut conn).await.unwrap();
+    // A failing streak to end.
+    let streak = format!("UPDATE webhook_endpoints SET failing_since = now() WHERE id = '{ep}'");
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(streak), &mut conn).await.unwrap();
+    let gone = Success { delivery_id: uuid::Uuid::now_v7(), ..ok(0) };
+    delivery::record_successes(&mut conn, &[ok(0), gone, ok(1), ok(2)]).await.unwrap();
+    let state = |id: uuid::Uuid| {
+        format!(
+            "SELECT count(*) AS n FROM webhook_deliveries WHERE id = '{id}' AND state = 'succeeded' AND last_status = 204 AND lease_until IS NULL"
+        )
+    };
+    assert_eq!(app.count(&state(claimed[0].delivery_id)).await, 1);
+    assert_eq!(app.count(&state(claimed[1].delivery_id)).await, 1);
+    assert_eq!(app.count(&state(third)).await, 0, "a stale success does not finish a delivery");
+    assert_eq!(
+        app.count(&format!("SELECT count(*) AS n FROM webhook_deliveries WHERE id = '{third}' AND state = 'pending'"))
+            .await,
+        1
+    );
+    // Attempts of existing deliveries are history (the stale one too);
+    // the unknown delivery left no row.
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_attempts").await, 3);
+    assert_eq!(
+        app.count(&format!("SELECT count(*) AS n FROM webhook_endpoints WHERE id = '{ep}' AND failing_since IS NULL"))
+            .await,
+        1,
+        "a success ends the failing streak"
+    );
+    // An empty batch is nothing.
+    delivery::record_successes(&mut conn, &[]).await.unwrap();
 }
 
 #[actix_web::test]

@@ -3,13 +3,19 @@
 //! without holding a database connection, and records the outcome. Several
 //! replicas run it at once; `FOR UPDATE SKIP LOCKED` and leases keep each
 //! delivery with one worker at a time.
+//!
+//! Successes (the common case) are not recorded one by one: the actor
+//! gathers them and records them together just before its next claim, in
+//! one transaction on the claim's connection. A failure is recorded at once
+//! (it may disable its endpoint). Successes still buffered when the process
+//! dies are sent again after their lease: at least once, as promised.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::delivery::{self, Claimed};
+use super::delivery::{self, Claimed, Success};
 use crate::clock::Clock;
 use crate::config::WebhookSettings;
 use crate::db::DbPool;
@@ -23,6 +29,8 @@ pub struct WebhookActor {
     pub clock: Clock,
     in_flight: usize,
     claiming: bool,
+    /// Successes not yet recorded (see the module's comment).
+    succeeded: Vec<Success>,
 }
 
 impl WebhookActor {
@@ -33,29 +41,36 @@ impl WebhookActor {
         settings: WebhookSettings,
         clock: Clock,
     ) -> Self {
-        WebhookActor { db, client, secrets, settings, clock, in_flight: 0, claiming: false }
+        WebhookActor { db, client, secrets, settings, clock, in_flight: 0, claiming: false, succeeded: Vec::new() }
     }
 
+    /// Records the buffered successes, then leases as many due deliveries
+    /// as there are free slots; one connection, one job at a time.
     fn poll(&mut self, ctx: &mut Context<Self>) {
         let free = self.settings.concurrency.saturating_sub(self.in_flight);
-        if free == 0 || self.claiming {
+        if self.claiming || (free == 0 && self.succeeded.is_empty()) {
             return;
         }
         self.claiming = true;
+        let done = std::mem::take(&mut self.succeeded);
         let (db, now, lease) = (self.db.clone(), self.clock.now(), self.settings.lease_secs);
         let claim = async move {
             let mut conn = db.get().await.map_err(|e| e.to_string())?;
+            record_all(&mut conn, &done).await;
+            if free == 0 {
+                return Ok(Vec::new());
+            }
             delivery::claim(&mut conn, now, lease, free as i64).await.map_err(|e| e.to_string())
         };
         ctx.spawn(claim.into_actor(self).map(move |res, act, ctx| {
             act.claiming = false;
             match res {
                 Ok(batch) => {
-                    let more = batch.len() == free;
+                    let more = free > 0 && batch.len() == free;
                     for c in batch {
                         act.deliver(c, ctx);
                     }
-                    if more {
+                    if more || !act.succeeded.is_empty() {
                         act.poll(ctx);
                     }
                 }
@@ -70,25 +85,47 @@ impl WebhookActor {
             (self.db.clone(), self.client.clone(), self.secrets.clone(), self.settings.clone(), self.clock.clone());
         let fut = async move {
             let outcome = delivery::send(&client, &secrets, settings.allow_private_targets, &c, clock.now()).await;
+            let now = clock.now();
+            if let Some(ok) = Success::of(&c, &outcome, now) {
+                return Some(ok); // recorded with others before the next claim
+            }
             // A failure to record leaves the lease to lapse: the attempt is
             // retried (at least once, never lost).
             match db.get().await {
                 Ok(mut conn) => {
-                    if let Err(e) = delivery::record(&mut conn, &c, &outcome, clock.now(), &settings).await {
+                    if let Err(e) = delivery::record(&mut conn, &c, &outcome, now, &settings).await {
                         tracing::warn!(error = %e, delivery = %c.delivery_id, "recording webhook attempt");
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "recording webhook attempt"),
             }
+            None
         };
-        ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|ok, act, ctx| {
             act.in_flight -= 1;
+            act.succeeded.extend(ok);
             // Refill in batches (half the slots at a time): one lease query
-            // for many deliveries rather than one per delivery.
+            // and one success record for many deliveries rather than one
+            // each. Successes gathered while slow deliveries hold the slots
+            // are flushed by the timer's poll.
             if act.in_flight <= act.settings.concurrency / 2 {
                 act.poll(ctx);
             }
         }));
+    }
+}
+
+/// Records `done` in one batch; when the batch fails (an endpoint deleted
+/// meanwhile takes its deliveries, and its attempts' keys with them), one
+/// by one, so that one lost row costs no other delivery a resend.
+async fn record_all(conn: &mut diesel_async::AsyncPgConnection, done: &[Success]) {
+    if delivery::record_successes(conn, done).await.is_ok() {
+        return;
+    }
+    for ok in done {
+        if let Err(e) = delivery::record_successes(conn, std::slice::from_ref(ok)).await {
+            tracing::warn!(error = %e, delivery = %ok.delivery_id, "recording webhook attempt");
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -267,33 +267,86 @@ fn error_text(e: &reqwest::Error) -> String {
     if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
 }
 
-/// The common case, in one statement (one round trip and its own implicit
-/// transaction, instead of six): the attempt, the delivery `succeeded` if it
-/// is still ours (pending, same attempt; see `record`), and the endpoint's
-/// failing streak ended only if it had one (otherwise every delivery to an
-/// endpoint would queue on its row). Commits like `relaxed_commit`.
-async fn record_success(conn: &mut AsyncPgConnection, c: &Claimed, o: &Outcome, now: DateTime<Utc>) -> QueryResult<()> {
-    diesel::sql_query(
-        "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
-              attempt AS (INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, latency_ms, error)
-                          SELECT $1, $2, $3, $4, $5, NULL FROM relaxed),
-              done AS (UPDATE webhook_deliveries
-                          SET state = 'succeeded', completed_at = $3, last_status = $4, last_error = NULL,
-                              lease_until = NULL
-                        WHERE id = $2 AND state = 'pending' AND attempts = $6
-                    RETURNING endpoint_id)
-         UPDATE webhook_endpoints w SET failing_since = NULL
-           FROM done WHERE w.id = done.endpoint_id AND w.failing_since IS NOT NULL",
-    )
-    .bind::<SqlUuid, _>(Uuid::now_v7())
-    .bind::<SqlUuid, _>(c.delivery_id)
-    .bind::<Timestamptz, _>(now)
-    .bind::<Nullable<Int4>, _>(o.status.map(i32::from))
-    .bind::<Int4, _>(o.latency_ms)
-    .bind::<Int4, _>(c.attempts)
-    .execute(conn)
+/// A 2xx answer, waiting to be recorded with others (see `record_successes`).
+#[derive(Debug, Clone)]
+pub struct Success {
+    pub delivery_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub attempts: i32,
+    pub status: i32,
+    pub latency_ms: i32,
+    pub at: DateTime<Utc>,
+}
+
+impl Success {
+    /// `Some` when `o` is a success (any 2xx).
+    pub fn of(c: &Claimed, o: &Outcome, at: DateTime<Utc>) -> Option<Success> {
+        let status = o.status.filter(|st| (200..300).contains(st))?;
+        Some(Success {
+            delivery_id: c.delivery_id,
+            endpoint_id: c.endpoint_id,
+            attempts: c.attempts,
+            status: i32::from(status),
+            latency_ms: o.latency_ms,
+            at,
+        })
+    }
+}
+
+/// Records many successes in one transaction of two statements, however
+/// many there are (one per delivery was the workers' main cost): the
+/// endpoints' failing streaks ended (only those that had one, locked in id
+/// order, endpoints before deliveries as every other writer takes them, so
+/// that concurrent batches and failure records cannot deadlock), then the
+/// attempts written and each delivery `succeeded` if it is still ours
+/// (pending, same attempt; see `record`). Commits like `relaxed_commit`: a
+/// batch lost in a crash is sent again after its lease (at least once).
+pub async fn record_successes(conn: &mut AsyncPgConnection, batch: &[Success]) -> QueryResult<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut endpoints: Vec<Uuid> = batch.iter().map(|s| s.endpoint_id).collect();
+    endpoints.sort_unstable();
+    endpoints.dedup();
+    let col = |f: fn(&Success) -> i32| batch.iter().map(f).collect::<Vec<i32>>();
+    let attempt_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
+    let deliveries: Vec<Uuid> = batch.iter().map(|s| s.delivery_id).collect();
+    let ats: Vec<DateTime<Utc>> = batch.iter().map(|s| s.at).collect();
+    conn.transaction(async |t| {
+        relaxed_commit(t).await?;
+        diesel::sql_query(
+            "UPDATE webhook_endpoints w SET failing_since = NULL
+               FROM (SELECT id FROM webhook_endpoints
+                      WHERE id = ANY($1) AND failing_since IS NOT NULL
+                      ORDER BY id FOR NO KEY UPDATE) l
+              WHERE w.id = l.id",
+        )
+        .bind::<Array<SqlUuid>, _>(&endpoints)
+        .execute(t)
+        .await?;
+        diesel::sql_query(
+            "WITH s AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int4[], $5::int4[], $6::int4[])
+                          AS s(attempt_id, delivery_id, at, status, latency_ms, attempts)),
+                  a AS (INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, latency_ms, error)
+                        SELECT s.attempt_id, s.delivery_id, s.at, s.status, s.latency_ms, NULL
+                          FROM s JOIN webhook_deliveries d ON d.id = s.delivery_id)
+             UPDATE webhook_deliveries d
+                SET state = 'succeeded', completed_at = s.at, last_status = s.status, last_error = NULL,
+                    lease_until = NULL
+               FROM s
+              WHERE d.id = s.delivery_id AND d.state = 'pending' AND d.attempts = s.attempts",
+        )
+        .bind::<Array<SqlUuid>, _>(&attempt_ids)
+        .bind::<Array<SqlUuid>, _>(&deliveries)
+        .bind::<Array<Timestamptz>, _>(&ats)
+        .bind::<Array<Int4>, _>(col(|s| s.status))
+        .bind::<Array<Int4>, _>(col(|s| s.latency_ms))
+        .bind::<Array<Int4>, _>(col(|s| s.attempts))
+        .execute(t)
+        .await?;
+        Ok(())
+    })
     .await
-    .map(drop)
 }
 
 /// Writes the attempt and moves the delivery (and its endpoint) on.
@@ -304,9 +357,8 @@ pub async fn record(
     now: DateTime<Utc>,
     s: &WebhookSettings,
 ) -> QueryResult<()> {
-    let success = o.status.is_some_and(|st| (200..300).contains(&st));
-    if success {
-        return record_success(conn, c, o, now).await;
+    if let Some(ok) = Success::of(c, o, now) {
+        return record_successes(conn, &[ok]).await;
     }
     let gone = o.status == Some(410);
     conn.transaction(async |t| {

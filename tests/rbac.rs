@@ -712,43 +712,6 @@ async fn a_wrong_method_on_a_known_path_is_405_with_allow() {
     }
 }
 
-/// Sends `method path` with `body` while `holder` keeps the locks of its
-/// open transaction, waits until the request waits on one of them, then
-/// runs `finish` (which ends that transaction) and returns the answer.
-async fn while_locked(
-    app: &TestApp,
-    holder: &mut diesel_async::AsyncPgConnection,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<serde_json::Value>,
-    finish: &str,
-) -> (u16, serde_json::Value) {
-    use diesel_async::SimpleAsyncConnection;
-    let waiting =
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    let before = app.count(waiting).await;
-    let req = {
-        let mut req = app.client.request(method, format!("{}{path}", app.addr)).bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        actix_web::rt::spawn(async move {
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, serde_json::from_str(&r.text().await.unwrap()).unwrap_or(serde_json::Value::Null))
-        })
-    };
-    let mut waited = 0;
-    while app.count(waiting).await <= before {
-        waited += 1;
-        assert!(waited < 500, "{path} never waited on the held lock");
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    holder.batch_execute(finish).await.unwrap();
-    req.await.unwrap()
-}
-
 #[actix_web::test]
 async fn an_assignment_racing_a_role_edit_is_checked_against_the_edited_role() {
     use diesel_async::SimpleAsyncConnection;
@@ -776,16 +739,16 @@ async fn an_assignment_racing_a_role_edit_is_checked_against_the_edited_role() {
     );
     let mut holder = app.db().await;
     holder.batch_execute(&widen).await.unwrap();
-    let (status, body) = while_locked(
-        &app,
-        &mut holder,
-        reqwest::Method::POST,
-        &format!("/api/v1/teams/{b}/members"),
-        &mgr,
-        Some(json!({"user_id": victim, "role": "rx"})),
-        "COMMIT",
-    )
-    .await;
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::POST,
+            &format!("/api/v1/teams/{b}/members"),
+            &mgr,
+            Some(json!({"user_id": victim, "role": "rx"})),
+            "COMMIT",
+        )
+        .await;
     assert_eq!(status, 403, "{body}");
     assert!(body["missing_permission"].as_str().unwrap().contains("instances:"), "{body}");
     assert_eq!(app.get(&format!("/api/v1/teams/{b}/members"), &app.admin_key).await.body.as_array().unwrap().len(), 1);
@@ -798,32 +761,32 @@ async fn an_assignment_racing_a_role_edit_is_checked_against_the_edited_role() {
     let narrow = format!("UPDATE roles SET permissions = ARRAY['instances:read'] WHERE id = '{role}'");
     holder.batch_execute(&narrow).await.unwrap();
     holder.batch_execute(&widen).await.unwrap();
-    let (status, body) = while_locked(
-        &app,
-        &mut holder,
-        reqwest::Method::PATCH,
-        &format!("/api/v1/teams/{b}/members/{victim}"),
-        &mgr,
-        Some(json!({"role": "rx"})),
-        "COMMIT",
-    )
-    .await;
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/teams/{b}/members/{victim}"),
+            &mgr,
+            Some(json!({"role": "rx"})),
+            "COMMIT",
+        )
+        .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(app.get(&format!("/api/v1/teams/{b}/members"), &app.admin_key).await.body[1]["role"], "reader");
     assert_problem(&app.delete(&format!("/api/v1/instances/{inst}"), &victim_token).await, 403);
     // An edit rolled back leaves the role as it was: the assignment goes through.
     holder.batch_execute(&narrow).await.unwrap();
     holder.batch_execute(&widen).await.unwrap();
-    let (status, body) = while_locked(
-        &app,
-        &mut holder,
-        reqwest::Method::PATCH,
-        &format!("/api/v1/teams/{b}/members/{victim}"),
-        &mgr,
-        Some(json!({"role": "rx"})),
-        "ROLLBACK",
-    )
-    .await;
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/teams/{b}/members/{victim}"),
+            &mgr,
+            Some(json!({"role": "rx"})),
+            "ROLLBACK",
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["role"], "rx");
     // A role deleted while the assignment waits: 422, unknown role.
@@ -831,16 +794,16 @@ async fn an_assignment_racing_a_role_edit_is_checked_against_the_edited_role() {
     let gone = r.body["id"].as_str().unwrap().to_string();
     holder.batch_execute(&format!("BEGIN; DELETE FROM roles WHERE id = '{gone}'")).await.unwrap();
     let (newcomer, _) = app.user("n@acme.test").await;
-    let (status, body) = while_locked(
-        &app,
-        &mut holder,
-        reqwest::Method::POST,
-        &format!("/api/v1/teams/{b}/members"),
-        &mgr,
-        Some(json!({"user_id": newcomer, "role": "gone"})),
-        "COMMIT",
-    )
-    .await;
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::POST,
+            &format!("/api/v1/teams/{b}/members"),
+            &mgr,
+            Some(json!({"user_id": newcomer, "role": "gone"})),
+            "COMMIT",
+        )
+        .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["field"], "role");
     assert_eq!(app.count(&format!("SELECT count(*) AS n FROM team_members WHERE user_id = '{newcomer}'")).await, 0);
@@ -1001,16 +964,16 @@ async fn a_team_deletion_racing_a_new_instance_never_leaves_a_live_instance_with
         ))
         .await
         .unwrap();
-    let (status, body) = while_locked(
-        &app,
-        &mut holder,
-        reqwest::Method::DELETE,
-        &format!("/api/v1/teams/{team}"),
-        &app.admin_key,
-        None,
-        "COMMIT",
-    )
-    .await;
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::DELETE,
+            &format!("/api/v1/teams/{team}"),
+            &app.admin_key,
+            None,
+            "COMMIT",
+        )
+        .await;
     assert_eq!(status, 409, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("late"), "{body}");
     // A deletion under way when an instance is created: the creation waits
@@ -1022,16 +985,16 @@ async fn a_team_deletion_racing_a_new_instance_never_leaves_a_live_instance_with
         ))
         .await
         .unwrap();
-    let (status, body) = while_locked(
-        &app,
-        &mut holder,
-        reqwest::Method::POST,
-        "/api/v1/instances",
-        &app.admin_key,
-        Some(json!({"name": "x", "gpu_type": "H100", "gpu_count": 1, "team_id": team})),
-        "COMMIT",
-    )
-    .await;
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::POST,
+            "/api/v1/instances",
+            &app.admin_key,
+            Some(json!({"name": "x", "gpu_type": "H100", "gpu_count": 1, "team_id": team})),
+            "COMMIT",
+        )
+        .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["field"], "team_id");
     assert_eq!(app.count(&format!("SELECT count(*) AS n FROM instances WHERE team_id = '{team}'")).await, 0);

@@ -210,38 +210,6 @@ async fn a_nul_that_reaches_postgresql_is_a_400_not_a_500() {
     }
 }
 
-/// Sends `method path` with `body` while `holder` keeps the locks of its
-/// open transaction, waits until the request waits on one of them, then
-/// runs `finish` (which ends that transaction) and returns the answer.
-async fn while_locked(
-    app: &common::TestApp,
-    holder: &mut diesel_async::AsyncPgConnection,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: serde_json::Value,
-    finish: &str,
-) -> (u16, serde_json::Value) {
-    use diesel_async::SimpleAsyncConnection;
-    let waiting =
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    let before = app.count(waiting).await;
-    let req = app.client.request(method, format!("{}{path}", app.addr)).bearer_auth(token).json(&body);
-    let req = actix_web::rt::spawn(async move {
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, serde_json::from_str(&r.text().await.unwrap()).unwrap_or(serde_json::Value::Null))
-    });
-    let mut waited = 0;
-    while app.count(waiting).await <= before {
-        waited += 1;
-        assert!(waited < 1000, "{path} never waited on the held lock");
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    holder.batch_execute(finish).await.unwrap();
-    req.await.unwrap()
-}
-
 #[actix_web::test]
 async fn an_org_role_granted_while_the_role_is_widened_is_checked_against_the_widened_role() {
     use diesel_async::SimpleAsyncConnection;
@@ -273,48 +241,48 @@ async fn an_org_role_granted_while_the_role_is_widened_is_checked_against_the_wi
     let narrow = format!("UPDATE roles SET permissions = ARRAY['instances:read'] WHERE id = '{role}'");
     let mut holder = app.db().await;
     holder.batch_execute(&widen).await.unwrap();
-    let (status, body) = while_locked(
-        &app,
-        &mut holder,
-        reqwest::Method::PATCH,
-        &format!("/api/v1/users/{target}"),
-        &token,
-        json!({"org_role": "rx"}),
-        "COMMIT",
-    )
-    .await;
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{target}"),
+            &token,
+            Some(json!({"org_role": "rx"})),
+            "COMMIT",
+        )
+        .await;
     assert_eq!(status, 403, "{body}");
     assert!(body["missing_permission"].as_str().unwrap().contains("instances:"), "{body}");
     assert_eq!(app.get(&format!("/api/v1/users/{target}"), &app.admin_key).await.body["org_role"], json!(null));
     // The same for a user created with that org-wide role.
     holder.batch_execute(&narrow).await.unwrap();
     holder.batch_execute(&widen).await.unwrap();
-    let (status, body) = while_locked(
-        &app,
-        &mut holder,
-        reqwest::Method::POST,
-        "/api/v1/users",
-        &token,
-        json!({"email": "new@acme.test", "name": "New", "password": PASSWORD, "org_role": "rx"}),
-        "COMMIT",
-    )
-    .await;
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::POST,
+            "/api/v1/users",
+            &token,
+            Some(json!({"email": "new@acme.test", "name": "New", "password": PASSWORD, "org_role": "rx"})),
+            "COMMIT",
+        )
+        .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(app.count("SELECT count(*) AS n FROM users WHERE email = 'new@acme.test'").await, 0);
     assert!(app.audit_actions("user.create").await.iter().all(|a| a["metadata"]["email"] != "new@acme.test"));
     // A role deleted while the grant waits: 422, unknown role.
     holder.batch_execute(&narrow).await.unwrap();
     holder.batch_execute(&format!("BEGIN; DELETE FROM roles WHERE id = '{role}'")).await.unwrap();
-    let (status, body) = while_locked(
-        &app,
-        &mut holder,
-        reqwest::Method::PATCH,
-        &format!("/api/v1/users/{target}"),
-        &token,
-        json!({"org_role": "rx"}),
-        "COMMIT",
-    )
-    .await;
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{target}"),
+            &token,
+            Some(json!({"org_role": "rx"})),
+            "COMMIT",
+        )
+        .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["field"], "org_role");
 }

@@ -59,20 +59,6 @@ fn check_gpu_type(s: &str) -> ApiResult<String> {
     Ok(s.to_string())
 }
 
-/// The team was deleted between the check above and the insert (whose key
-/// check waited on the deletion's lock): the same answer as the check's.
-fn no_such_team(e: diesel::result::Error) -> ApiError {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match e {
-        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info)
-            if info.constraint_name() == Some("instances_live_team_fkey") =>
-        {
-            ApiError::invalid("team_id", "no such team in this organization")
-        }
-        other => other.into(),
-    }
-}
-
 /// Creates (and starts) an instance in a team where the caller holds instances:create.
 #[utoipa::path(tag = "instances", request_body = CreateInstance,
     responses((status = 201, body = Instance), (status = 403), (status = 422)),
@@ -120,7 +106,7 @@ pub async fn create_instance(
                 .returning(Instance::as_returning())
                 .get_result(c)
                 .await
-                .map_err(no_such_team)?;
+                .map_err(crate::rbac::teams::deleted_team("instances_live_team_fkey"))?;
             let meta = serde_json::json!({"name": name, "gpu_type": gpu_type, "gpu_count": body.gpu_count, "team_id": body.team_id});
             audit::append(c, &principal.audit(&client, now, events::INSTANCE_CREATE, "instance", id, meta)).await?;
             let data = serde_json::to_value(&inst).unwrap_or_default();

@@ -176,6 +176,24 @@ pub async fn update_team(
     Ok(HttpResponse::Ok().json(team))
 }
 
+/// Maps the foreign key violation of a live resource's `live_team_id`
+/// (`constraint`) to the answer a missing team gets: the team was deleted
+/// between the caller's check and the insert, whose key check waited on the
+/// deletion's lock. Any other error passes through.
+pub fn deleted_team(constraint: &'static str) -> impl Fn(diesel::result::Error) -> ApiError {
+    move |e| {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info)
+                if info.constraint_name() == Some(constraint) =>
+            {
+                ApiError::invalid("team_id", "no such team in this organization")
+            }
+            other => other.into(),
+        }
+    }
+}
+
 /// What still keeps a team from being deleted: its live instances (any
 /// state but destroyed) and its reservations in force (scheduled or
 /// active), described for the 409. Read with the team row locked, so that

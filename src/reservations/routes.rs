@@ -101,21 +101,6 @@ fn require(principal: &Principal, p: Permission, team: Option<Uuid>) -> ApiResul
     if ok { Ok(()) } else { Err(ApiError::forbidden(p.to_string())) }
 }
 
-/// The team was deleted between the check above and the insert (whose key
-/// check waited on the deletion's lock): the same answer as the check's.
-/// Nothing is booked or charged (the transaction rolls back).
-fn no_such_team(e: diesel::result::Error) -> ApiError {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match e {
-        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info)
-            if info.constraint_name() == Some("reservations_live_team_fkey") =>
-        {
-            ApiError::invalid("team_id", "no such team in this organization")
-        }
-        other => other.into(),
-    }
-}
-
 /// Books `quantity` GPUs for whole UTC days `start_date..=end_date`, and
 /// charges the org's balance for them.
 #[utoipa::path(tag = "reservations", request_body = CreateReservation,
@@ -197,7 +182,7 @@ pub async fn create_reservation(
                 .returning(Row::as_returning())
                 .get_result(c)
                 .await
-                .map_err(no_such_team)?;
+                .map_err(crate::rbac::teams::deleted_team("reservations_live_team_fkey"))?;
             let meta = serde_json::json!({"gpu_type": gpu_type, "quantity": quantity, "start_date": start, "end_date": end,
                                           "team_id": body.team_id, "price_usd": Money::usd(price).amount});
             audit::append(c, &principal.audit(&client, now, crate::events::RESERVATION_CREATE, "reservation", id, meta)).await?;

@@ -175,6 +175,40 @@ async fn start(settings: Settings, org_id: Uuid, admin_id: Uuid, admin_email: St
 }
 
 impl TestApp {
+    /// Sends `method path` with `body` while `holder` keeps the locks of its
+    /// open transaction, waits until the request waits on one of them, then
+    /// runs `finish` (which ends that transaction) and returns the answer.
+    pub async fn while_locked(
+        &self,
+        holder: &mut AsyncPgConnection,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        finish: &str,
+    ) -> (u16, Value) {
+        use diesel_async::SimpleAsyncConnection;
+        let waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+        let before = self.count(waiting).await;
+        let mut req = self.client.request(method, format!("{}{path}", self.addr)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let req = actix_web::rt::spawn(async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null))
+        });
+        let mut waited = 0;
+        while self.count(waiting).await <= before {
+            waited += 1;
+            assert!(waited < 1000, "{path} never waited on the held lock");
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        holder.batch_execute(finish).await.unwrap();
+        req.await.unwrap()
+    }
+
     /// A second server sharing this one's database and Redis prefix.
     pub async fn replica(&self) -> TestApp {
         start(self.settings.clone(), self.org_id, self.admin_id, self.admin_email.clone(), self.admin_key.clone()).await

@@ -589,6 +589,11 @@ async fn a_batch_of_successes_records_what_is_still_ours_and_skips_the_rest() {
     let third = claimed[2].delivery_id;
     let bump = format!("UPDATE webhook_deliveries SET attempts = attempts + 1 WHERE id = '{third}'");
     diesel_async::RunQueryDsl::execute(diesel::sql_query(bump), &mut conn).await.unwrap();
+    // The second was paused (endpoint disabled) while in flight: delivered
+    // all the same, so recorded, and not sent again on resume.
+    let second = claimed[1].delivery_id;
+    let pause = format!("UPDATE webhook_deliveries SET state = 'paused', lease_until = NULL WHERE id = '{second}'");
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(pause), &mut conn).await.unwrap();
     // A failing streak to end.
     let streak = format!("UPDATE webhook_endpoints SET failing_since = now() WHERE id = '{ep}'");
     diesel_async::RunQueryDsl::execute(diesel::sql_query(streak), &mut conn).await.unwrap();

@@ -110,8 +110,9 @@ async fn claim_query(
     .await
 }
 
-/// Disabling an endpoint parks its backlog (including a delivery in flight:
-/// its outcome will not be recorded, and it is sent again on resume).
+/// Disabling an endpoint parks its backlog, including a delivery in flight:
+/// if it then succeeds it is recorded as delivered (`record_successes`);
+/// a failure is not recorded, and it is sent again on resume.
 pub async fn pause(conn: &mut AsyncPgConnection, endpoint: Uuid) -> QueryResult<usize> {
     diesel::update(
         webhook_deliveries::table
@@ -299,7 +300,8 @@ impl Success {
 /// order, endpoints before deliveries as every other writer takes them, so
 /// that concurrent batches and failure records cannot deadlock), then the
 /// attempts written and each delivery `succeeded` if it is still ours
-/// (pending, same attempt; see `record`). Commits like `relaxed_commit`: a
+/// (same attempt, see `record`; pending, or paused while in flight: it was
+/// delivered, and resuming must not send it again). Commits like `relaxed_commit`: a
 /// batch lost in a crash is sent again after its lease (at least once).
 pub async fn record_successes(conn: &mut AsyncPgConnection, batch: &[Success]) -> QueryResult<()> {
     if batch.is_empty() {
@@ -334,7 +336,7 @@ pub async fn record_successes(conn: &mut AsyncPgConnection, batch: &[Success]) -
                 SET state = 'succeeded', completed_at = s.at, last_status = s.status, last_error = NULL,
                     lease_until = NULL
                FROM s
-              WHERE d.id = s.delivery_id AND d.state = 'pending' AND d.attempts = s.attempts",
+              WHERE d.id = s.delivery_id AND d.state IN ('pending', 'paused') AND d.attempts = s.attempts",
         )
         .bind::<Array<SqlUuid>, _>(&attempt_ids)
         .bind::<Array<SqlUuid>, _>(&deliveries)

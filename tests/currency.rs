@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,9 +37,16 @@ static PADDING: [u8; 64 * 1024] = [b' '; 64 * 1024];
 struct Providers {
     base: String,
     docs: Arc<Mutex<HashMap<String, Doc>>>,
+    /// Requests received so far (counted as they arrive).
+    hits: Arc<AtomicUsize>,
 }
 
-async fn serve(docs: web::Data<Mutex<HashMap<String, Doc>>>, path: web::Path<String>) -> HttpResponse {
+async fn serve(
+    docs: web::Data<Mutex<HashMap<String, Doc>>>,
+    hits: web::Data<AtomicUsize>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    hits.fetch_add(1, Ordering::SeqCst);
     let doc = docs.lock().unwrap().get(path.as_str()).cloned();
     let file = match doc {
         None => return HttpResponse::NotFound().finish(),
@@ -71,15 +79,23 @@ impl Providers {
         let map = HashMap::from([("ecb".to_string(), ecb), ("fallback".to_string(), fallback)]);
         let docs = Arc::new(Mutex::new(map));
         let data = web::Data::from(docs.clone());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let hit_data = web::Data::from(hits.clone());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/{doc}", web::get().to(serve)))
-            .workers(1)
-            .listen(listener)
-            .unwrap()
-            .run();
+        let server = HttpServer::new(move || {
+            App::new().app_data(data.clone()).app_data(hit_data.clone()).route("/{doc}", web::get().to(serve))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
         actix_web::rt::spawn(server);
-        Providers { base, docs }
+        Providers { base, docs, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
     }
 
     fn set(&self, path: &str, doc: Doc) {
@@ -99,13 +115,17 @@ const ECB: Doc = Doc::File("ecb-daily.xml");
 const FALLBACK: Doc = Doc::File("fallback.json");
 
 /// An app whose providers are the local fixtures (`fallback: false`: the
-/// ECB only).
+/// ECB only), with a provider timeout no loaded machine reaches by accident.
 async fn app_with(p: &Providers, fallback: bool) -> TestApp {
+    app_with_timeout(p, fallback, 20_000).await
+}
+
+async fn app_with_timeout(p: &Providers, fallback: bool, timeout_ms: u64) -> TestApp {
     let (ecb, fb) = (p.ecb_url(), if fallback { p.fallback_url() } else { String::new() });
     spawn_app_with(move |s| {
         s.currency.ecb_url = ecb;
         s.currency.fallback_url = fb;
-        s.currency.http_timeout_ms = 3000;
+        s.currency.http_timeout_ms = timeout_ms;
         s.currency.poll_secs = 1;
     })
     .await
@@ -185,9 +205,10 @@ async fn put_currency(app: &TestApp, code: &str) -> common::Resp {
     .await
 }
 
-/// Waits (up to 10 s) until `f` holds.
+/// Waits (up to 60 s) until `f` holds.
 async fn eventually<F: AsyncFn() -> bool>(what: &str, f: F) {
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         if f().await {
             return;
         }
@@ -345,7 +366,8 @@ async fn zero_and_three_decimal_currencies_round_to_their_minor_units() {
 #[actix_web::test]
 async fn malformed_empty_partial_slow_or_failing_documents_keep_the_last_good_rates() {
     let p = Providers::start(ECB, FALLBACK).await;
-    let app = app_with(&p, false).await;
+    // A short provider timeout, for the slow document below (60 s).
+    let app = app_with_timeout(&p, false, 5000).await;
     let first = refresh(&app).await;
     assert_eq!(first["status"], "updated", "{first}");
     assert_eq!(first["currencies"], 31);
@@ -359,7 +381,7 @@ async fn malformed_empty_partial_slow_or_failing_documents_keep_the_last_good_ra
         (Doc::File("fallback.json"), "malformed"),
         (Doc::Status(500), "HTTP 500"),
         (Doc::Status(404), "HTTP 404"),
-        (Doc::Slow(4000, "ecb-next.xml"), "request failed: timed out"),
+        (Doc::Slow(60_000, "ecb-next.xml"), "request failed: timed out"),
     ] {
         p.set("ecb", doc);
         let o = refresh(&app).await;
@@ -418,9 +440,9 @@ async fn when_every_provider_fails_the_old_rates_stay_and_turn_stale() {
 
     // Just before the configured age: still fresh; past it: stale.
     let age = app.settings.currency.stale_after_secs as i64;
-    app.state.clock.advance(age - 60);
+    app.state.clock.advance(age - 3600);
     assert_eq!(app.get("/api/v1/exchange-rates", &app.admin_key).await.body["stale"], false);
-    app.state.clock.advance(120);
+    app.state.clock.advance(3660);
     assert_eq!(refresh(&app).await["status"], "failed");
     let x = app.get("/api/v1/exchange-rates", &app.admin_key).await;
     assert_eq!((x.body["stale"].clone(), x.body["as_of"].clone()), (json!(true), json!("2026-12-02")), "{}", x.text);
@@ -506,12 +528,17 @@ async fn replicas_serve_the_rates_one_of_them_fetched() {
     credit(&b, "100.00").await;
     assert_eq!(balance(&b, &b.admin_key).await["amount"], "550.00");
 
-    // Refreshes at once on both: one fetches, the other finds the lock held.
-    p.set("ecb", Doc::Slow(1500, "ecb-daily.xml"));
-    let (x, y) = futures_util::future::join(refresh(&a), refresh(&b)).await;
-    let mut statuses = [x["status"].as_str().unwrap().to_string(), y["status"].as_str().unwrap().to_string()];
-    statuses.sort();
-    assert_eq!(statuses, ["busy", "updated"], "{x} {y}");
+    // A refresh on B while A's is fetching (A holds the lock: the provider
+    // has its request and answers 3 s later) finds the lock held.
+    p.set("ecb", Doc::Slow(3000, "ecb-daily.xml"));
+    let before = p.hits();
+    let on_b = async {
+        eventually("A's fetch to reach the provider", async || p.hits() > before).await;
+        refresh(&b).await
+    };
+    let (x, y) = futures_util::future::join(refresh(&a), on_b).await;
+    assert_eq!(x["status"], "updated", "{x}");
+    assert_eq!(y["status"], "busy", "{y}");
     eventually("both replicas to serve the same rates", async || {
         brl_per_usd(&a).await == "5.555555555555555556" && brl_per_usd(&b).await == "5.555555555555555556"
     })

@@ -97,11 +97,12 @@ impl Receiver {
     }
 }
 
-/// Waits (up to 15 s) until the endpoint's newest delivery of `kind` has `n`
+/// Waits (up to 60 s) until the endpoint's newest delivery of `kind` has `n`
 /// attempts recorded: the clock may only be moved once the retry is
 /// scheduled. Returns that delivery first in the list.
 async fn recorded_of(app: &TestApp, ep: &str, kind: &str, n: usize) -> Value {
-    for _ in 0..600 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         let log = app.get(&format!("/api/v1/webhooks/{ep}/deliveries"), &app.admin_key).await;
         if let Some(d) = log.body.as_array().and_then(|l| l.iter().find(|d| d["event_type"] == kind))
             && d["attempt_log"].as_array().is_some_and(|a| a.len() >= n)
@@ -111,6 +112,20 @@ async fn recorded_of(app: &TestApp, ep: &str, kind: &str, n: usize) -> Value {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("attempt {n} to {ep} was never recorded");
+}
+
+/// Moves the test clock `secs` ahead once every attempt sent so far is
+/// recorded (no pending delivery holds a lease): successes are recorded in
+/// batches, and a jump past the lease would hand a sent but not yet
+/// recorded delivery to a worker again.
+async fn advance(app: &TestApp, secs: i64) {
+    let leased = "SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'pending' AND lease_until IS NOT NULL";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while app.count(leased).await > 0 {
+        assert!(std::time::Instant::now() < deadline, "deliveries still leased after 60 s");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    app.state.clock.advance(secs);
 }
 
 async fn recorded(app: &TestApp, ep: &str, n: usize) -> Value {
@@ -261,7 +276,7 @@ async fn a_failed_attempt_is_retried_with_the_same_id_and_the_log_shows_it() {
     recorded(&app, &ep, 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.got().len(), 1, "not retried before its time");
-    app.state.clock.advance(LATER);
+    advance(&app, LATER).await;
     let got = rx.wait_for(2).await;
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].id, got[1].id);
@@ -292,7 +307,7 @@ async fn retry_after_is_honoured() {
     // The attempt is stored after the receiver answered: wait for it, so that
     // its schedule is computed from the clock before the advance.
     recorded(&app, &ep, 1).await;
-    app.state.clock.advance(60);
+    advance(&app, 60).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.got().len(), 1, "the 5 s schedule gives way to Retry-After: 120");
     let log = app.get(&format!("/api/v1/webhooks/{ep}/deliveries"), &app.admin_key).await;
@@ -300,7 +315,7 @@ async fn retry_after_is_honoured() {
     let tried =
         chrono::DateTime::parse_from_rfc3339(log.body[0]["attempt_log"][0]["attempted_at"].as_str().unwrap()).unwrap();
     assert!((next - tried).num_seconds() >= 119, "{}", log.text);
-    app.state.clock.advance(61);
+    advance(&app, 61).await;
     assert_eq!(rx.wait_for(2).await.len(), 2);
 }
 
@@ -354,7 +369,7 @@ async fn a_disabled_endpoints_backlog_is_paused_and_blocks_no_one() {
     let paused = app.get(&format!("/api/v1/webhooks/{a}/deliveries"), &app.admin_key).await.body;
     assert!(paused.as_array().unwrap().iter().all(|d| d["state"] == "paused"), "{paused}");
     // Every retry of A's backlog would now be due, and older than anything new.
-    app.state.clock.advance(LATER);
+    advance(&app, LATER).await;
     platform(&app, "snapshot.created", "snap_1").await;
     assert_eq!(rx_b.wait_for(1).await.len(), 1, "another endpoint is not held up");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -434,7 +449,7 @@ async fn an_endpoint_failing_for_five_days_is_disabled() {
     instance(&app).await;
     rx.wait_for(1).await;
     recorded(&app, &ep, 1).await;
-    app.state.clock.advance(6 * 86400);
+    advance(&app, 6 * 86400).await;
     rx.wait_for(2).await;
     recorded(&app, &ep, 2).await;
     let e = app.get(&format!("/api/v1/webhooks/{ep}"), &app.admin_key).await;
@@ -455,7 +470,7 @@ async fn a_success_ends_the_failing_streak() {
     rx.wait_for(1).await;
     recorded(&app, &ep, 1).await;
     // Four days of failures, then the retry succeeds: the streak is over.
-    app.state.clock.advance(4 * 86400);
+    advance(&app, 4 * 86400).await;
     rx.wait_for(2).await;
     assert_eq!(recorded(&app, &ep, 2).await[0]["state"], "succeeded");
     // A new streak two days later is counted from its own start (2 days),
@@ -464,7 +479,7 @@ async fn a_success_ends_the_failing_streak() {
     platform(&app, "instance.failed", "r2").await;
     rx.wait_for(3).await;
     recorded_of(&app, &ep, "instance.failed", 1).await;
-    app.state.clock.advance(2 * 86400);
+    advance(&app, 2 * 86400).await;
     rx.wait_for(4).await;
     recorded_of(&app, &ep, "instance.failed", 2).await;
     let e = app.get(&format!("/api/v1/webhooks/{ep}"), &app.admin_key).await;
@@ -499,7 +514,7 @@ async fn events_about_one_resource_arrive_in_order() {
     let before = types(&rx.got());
     assert_eq!(of_instance(&before), ["instance.created"], "the later events wait: {before:?}");
     assert_eq!(snapshots(&before), 1, "another resource is not held up: {before:?}");
-    app.state.clock.advance(LATER);
+    advance(&app, LATER).await;
     let after = types(&rx.wait_for(5).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.got().len(), 5, "{after:?}");
@@ -552,10 +567,9 @@ async fn two_replicas_deliver_each_event_once() {
     // Successes are recorded in batches: every delivery ends `succeeded`
     // with exactly one attempt, and no lease left behind.
     let succeeded = "SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'succeeded' AND lease_until IS NULL";
-    let mut tries = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while app.count(succeeded).await < 80 {
-        tries += 1;
-        assert!(tries < 400, "successes not recorded: {}", app.count(succeeded).await);
+        assert!(std::time::Instant::now() < deadline, "successes not recorded: {}", app.count(succeeded).await);
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(app.count("SELECT count(*) AS n FROM webhook_deliveries").await, 80);
@@ -633,12 +647,14 @@ async fn a_worker_that_dies_mid_delivery_leaves_it_to_another_after_the_lease() 
     endpoint(&app, &rx.url, json!(["*"]), None).await;
     instance(&app).await;
     let mut conn = app.db().await;
-    let claimed = dumont::webhooks::delivery::claim(&mut conn, app.state.clock.now(), 60, 10).await.unwrap();
+    // An hour's lease: starting the survivor takes real time, which must
+    // not run it out.
+    let claimed = dumont::webhooks::delivery::claim(&mut conn, app.state.clock.now(), 3600, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let survivor = app.replica_with(|s| s.webhooks.concurrency = 4).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(rx.got().is_empty(), "leased to the dead worker");
-    survivor.state.clock.advance(61);
+    survivor.state.clock.advance(3601);
     let got = rx.wait_for(1).await;
     assert_eq!(got.len(), 1);
     assert_eq!(body_of(&got[0])["type"], "instance.created");
@@ -662,7 +678,7 @@ async fn rotation_signs_with_both_secrets_for_a_day() {
     verify_with_reference_library(old.as_deref().unwrap(), &got);
     assert_eq!(app.audit_actions("webhook.rotate_secret").await.len(), 1);
     // After 24 hours only the new secret signs.
-    app.state.clock.advance(86401);
+    advance(&app, 86401).await;
     app.post(&format!("/api/v1/webhooks/{ep}/test"), &app.admin_key, json!({})).await;
     let got = rx.wait_for(2).await;
     assert_eq!(got[1].signature.split(' ').count(), 1);

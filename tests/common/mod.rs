@@ -72,7 +72,7 @@ async fn fresh_database() -> String {
         diesel::sql_query(format!("DROP DATABASE IF EXISTS {building}")).execute(&mut conn).await.unwrap();
         diesel::sql_query(format!("CREATE DATABASE {building}")).execute(&mut conn).await.unwrap();
         dumont::db::run_migrations(&format!("{server}/{building}")).await.unwrap();
-        diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {template}")).execute(&mut conn).await.unwrap();
+        exec_while_in_use(&mut conn, &format!("ALTER DATABASE {building} RENAME TO {template}")).await;
     }
     remove_stale_databases(&mut conn, &template).await;
     diesel::sql_query("SELECT pg_advisory_unlock(727272)").execute(&mut conn).await.unwrap();
@@ -80,8 +80,26 @@ async fn fresh_database() -> String {
     // finished test's database from one a running test still uses.
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let name = format!("dumont_test_{created}_{}", Uuid::new_v4().simple());
-    diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {template}")).execute(&mut conn).await.unwrap();
+    exec_while_in_use(&mut conn, &format!("CREATE DATABASE {name} TEMPLATE {template}")).await;
     format!("{server}/{name}")
+}
+
+/// Runs `sql`, retrying for up to 30 s while PostgreSQL says the database is
+/// "being accessed by other users": the migration's connections may take a
+/// moment to go after they are closed.
+async fn exec_while_in_use(conn: &mut AsyncPgConnection, sql: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match diesel::sql_query(sql).execute(conn).await {
+            Ok(_) => return,
+            Err(e)
+                if e.to_string().contains("being accessed by other users") && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
 }
 
 /// Test databases are not dropped when their test ends (its server may
@@ -153,10 +171,9 @@ async fn start(settings: Settings, org_id: Uuid, admin_id: Uuid, admin_email: St
     // Redis connects in the background; tests that expect it wait for it
     // (those that point it at a dead port do not).
     if !settings.redis.url.ends_with(":1") {
-        let mut tries = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while !state.cache.ping().await {
-            tries += 1;
-            assert!(tries < 300, "Redis at {} never answered", settings.redis.url);
+            assert!(std::time::Instant::now() < deadline, "Redis at {} never answered", settings.redis.url);
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
@@ -199,10 +216,9 @@ impl TestApp {
             let status = r.status().as_u16();
             (status, serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null))
         });
-        let mut waited = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while self.count(waiting).await <= before {
-            waited += 1;
-            assert!(waited < 1000, "{path} never waited on the held lock");
+            assert!(std::time::Instant::now() < deadline, "{path} never waited on the held lock");
             actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         holder.batch_execute(finish).await.unwrap();

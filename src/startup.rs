@@ -188,12 +188,27 @@ pub struct Application {
 
 impl Application {
     /// Serves until both servers stop (SIGINT/SIGTERM stop them gracefully),
-    /// then writes the buffered `last_used_at` times so none is lost.
+    /// then writes the buffered `last_used_at` times so none is lost, and
+    /// drains the webhook workers (the deliveries in flight finish and are
+    /// recorded; bounded by one attempt's timeout and a margin).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (a, b) = futures_util::future::join(self.public, self.internal).await;
-        if self.state.api_keys.send(crate::api_keys::actor::Flush).await.is_err() {
-            tracing::warn!("api key actor gone before the last last_used_at flush");
-        }
+        let flush = async {
+            if self.state.api_keys.send(crate::api_keys::actor::Flush).await.is_err() {
+                tracing::warn!("api key actor gone before the last last_used_at flush");
+            }
+        };
+        let bound = Duration::from_secs(self.state.settings.webhooks.timeout_secs + 5);
+        let drain = async {
+            match tokio::time::timeout(bound, self.state.webhooks.send(crate::webhooks::actor::Drain)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => tracing::warn!("webhook actor gone before draining"),
+                Err(_) => {
+                    tracing::warn!("webhook deliveries still in flight at exit; they are sent again after their lease")
+                }
+            }
+        };
+        futures_util::future::join(flush, drain).await;
         a.and(b)
     }
 }

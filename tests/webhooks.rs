@@ -37,6 +37,9 @@ struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     /// Responses to give, in order (status, Retry-After); then 200.
     script: Arc<Mutex<VecDeque<Scripted>>>,
+    /// How long to hold each answer back (milliseconds) after the request
+    /// arrived (and was counted).
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Receiver {
@@ -59,6 +62,8 @@ impl Receiver {
                             signature: h("webhook-signature"),
                             body: String::from_utf8_lossy(&body).into_owned(),
                         });
+                        let delay = shared.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
                         let next = shared.script.lock().unwrap().pop_front();
                         let (status, retry_after) = next.unwrap_or((200, None));
                         let mut res = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
@@ -574,6 +579,31 @@ async fn two_replicas_deliver_each_event_once() {
     }
     assert_eq!(app.count("SELECT count(*) AS n FROM webhook_deliveries").await, 80);
     assert_eq!(app.count("SELECT count(*) AS n FROM webhook_attempts WHERE status_code = 200").await, 80);
+}
+
+#[actix_web::test]
+async fn draining_finishes_and_records_the_deliveries_in_flight_and_claims_no_more() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    // Answers held back: the deliveries are in flight when the drain starts.
+    rx.delay_ms.store(700, std::sync::atomic::Ordering::SeqCst);
+    endpoint(&app, &rx.url, json!(["snapshot.created"]), None).await;
+    for n in 0..4 {
+        platform(&app, "snapshot.created", &format!("snap_{n}")).await;
+    }
+    rx.wait_for(4).await;
+    app.state.webhooks.send(dumont::webhooks::actor::Drain).await.unwrap();
+    // Once the drain answers, every delivery is recorded as delivered: a
+    // restart would send none of them again.
+    let done = "SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'succeeded' AND lease_until IS NULL";
+    assert_eq!(app.count(done).await, 4);
+    assert_eq!(app.count("SELECT count(*) AS n FROM webhook_attempts WHERE status_code = 200").await, 4);
+    // A draining replica claims nothing more: a new event waits for another.
+    platform(&app, "snapshot.created", "snap_late").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.got().len(), 4);
+    let pending = "SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'pending' AND lease_until IS NULL";
+    assert_eq!(app.count(pending).await, 1);
 }
 
 #[actix_web::test]

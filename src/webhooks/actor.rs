@@ -31,6 +31,9 @@ pub struct WebhookActor {
     claiming: bool,
     /// Successes not yet recorded (see the module's comment).
     succeeded: Vec<Success>,
+    /// Set by `Drain` (shutdown): no more claims; told when the deliveries
+    /// in flight are done and every success is recorded.
+    draining: Option<Vec<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl WebhookActor {
@@ -41,14 +44,25 @@ impl WebhookActor {
         settings: WebhookSettings,
         clock: Clock,
     ) -> Self {
-        WebhookActor { db, client, secrets, settings, clock, in_flight: 0, claiming: false, succeeded: Vec::new() }
+        WebhookActor {
+            db,
+            client,
+            secrets,
+            settings,
+            clock,
+            in_flight: 0,
+            claiming: false,
+            succeeded: Vec::new(),
+            draining: None,
+        }
     }
 
     /// Records the buffered successes, then leases as many due deliveries
     /// as there are free slots; one connection, one job at a time.
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        let free = self.settings.concurrency.saturating_sub(self.in_flight);
+        let free = if self.draining.is_some() { 0 } else { self.settings.concurrency.saturating_sub(self.in_flight) };
         if self.claiming || (free == 0 && self.succeeded.is_empty()) {
+            self.drained();
             return;
         }
         self.claiming = true;
@@ -76,7 +90,22 @@ impl WebhookActor {
                 }
                 Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries"),
             }
+            act.drained();
         }));
+    }
+
+    /// Tells whoever waits on `Drain` once nothing is in flight, claimed or
+    /// unrecorded.
+    fn drained(&mut self) {
+        if self.in_flight == 0
+            && !self.claiming
+            && self.succeeded.is_empty()
+            && let Some(waiting) = self.draining.as_mut()
+        {
+            for tx in waiting.drain(..) {
+                let _ = tx.send(());
+            }
+        }
     }
 
     fn deliver(&mut self, c: Claimed, ctx: &mut Context<Self>) {
@@ -108,7 +137,7 @@ impl WebhookActor {
             // and one success record for many deliveries rather than one
             // each. Successes gathered while slow deliveries hold the slots
             // are flushed by the timer's poll.
-            if act.in_flight <= act.settings.concurrency / 2 {
+            if act.in_flight <= act.settings.concurrency / 2 || act.draining.is_some() {
                 act.poll(ctx);
             }
         }));
@@ -126,6 +155,26 @@ async fn record_all(conn: &mut diesel_async::AsyncPgConnection, done: &[Success]
         if let Err(e) = delivery::record_successes(conn, std::slice::from_ref(ok)).await {
             tracing::warn!(error = %e, delivery = %ok.delivery_id, "recording webhook attempt");
         }
+    }
+}
+
+/// Shutdown: stop claiming, let the deliveries in flight finish (each is
+/// bounded by the total timeout) and record every success, so that a
+/// restart sends none of them again. Answers when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Handler<Drain> for WebhookActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.draining.get_or_insert_with(Vec::new).push(tx);
+        self.poll(ctx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 

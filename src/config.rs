@@ -249,9 +249,12 @@ impl Settings {
         bounded("webhooks.poll_ms", w.poll_ms.into(), 1, 600_000)?;
         bounded("webhooks.connect_timeout_secs", w.connect_timeout_secs.into(), 1, 600)?;
         bounded("webhooks.timeout_secs", w.timeout_secs.into(), w.connect_timeout_secs.into(), 600)?;
-        // A lease shorter than an attempt could let a second worker claim a
-        // delivery that is still in flight: a duplicate in normal operation.
-        bounded("webhooks.lease_secs", w.lease_secs.into(), i128::from(w.timeout_secs) + 1, 86_400)?;
+        // A lease shorter than an attempt plus the wait for its record (a
+        // success is recorded with others at the next poll, at the latest)
+        // could let a second worker claim a delivery that was sent: a
+        // duplicate in normal operation. 5 s of margin for the database.
+        let attempt_and_record = i128::from(w.timeout_secs) + i128::from(w.poll_ms.div_ceil(1000)) + 5;
+        bounded("webhooks.lease_secs", w.lease_secs.into(), attempt_and_record + 1, 86_400)?;
         bounded("webhooks.max_retry_after_secs", w.max_retry_after_secs.into(), 0, 7 * 86_400)?;
         bounded("webhooks.disable_after_failing_secs", w.disable_after_failing_secs.into(), 1, 365 * 86_400)?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.level) {

@@ -190,7 +190,8 @@ impl Application {
     /// Serves until both servers stop (SIGINT/SIGTERM stop them gracefully),
     /// then writes the buffered `last_used_at` times so none is lost, and
     /// drains the webhook workers (the deliveries in flight finish and are
-    /// recorded; bounded by one attempt's timeout and a margin).
+    /// recorded; bounded by a connection wait, one attempt's timeout and a
+    /// margin).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (a, b) = futures_util::future::join(self.public, self.internal).await;
         let flush = async {
@@ -198,7 +199,10 @@ impl Application {
                 tracing::warn!("api key actor gone before the last last_used_at flush");
             }
         };
-        let bound = Duration::from_secs(self.state.settings.webhooks.timeout_secs + 5);
+        // A claim under way may first wait for a connection, then start
+        // attempts that each take up to the total timeout.
+        let bound = Duration::from_secs(self.state.settings.webhooks.timeout_secs + 5)
+            + Duration::from_millis(self.state.settings.database.acquire_timeout_ms);
         let drain = async {
             match tokio::time::timeout(bound, self.state.webhooks.send(crate::webhooks::actor::Drain)).await {
                 Ok(Ok(())) => {}

@@ -999,3 +999,61 @@ async fn a_team_deletion_racing_a_new_instance_never_leaves_a_live_instance_with
     assert_eq!(app.count(&format!("SELECT count(*) AS n FROM instances WHERE team_id = '{team}'")).await, 0);
     assert_eq!(app.audit_actions("instance.create").await.len(), 0);
 }
+
+#[actix_web::test]
+async fn a_member_added_to_a_team_deleted_meanwhile_is_404_and_changes_nothing() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = spawn_app().await;
+    let team = app.team("Doomed").await;
+    let (user, _) = app.user("late@acme.test").await;
+    // The team is being deleted while the request runs: its insert's key
+    // check waits for the deletion, which then commits.
+    let mut holder = app.db().await;
+    holder.batch_execute(&format!("BEGIN; DELETE FROM teams WHERE id = '{team}'")).await.unwrap();
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::POST,
+            &format!("/api/v1/teams/{team}/members"),
+            &app.admin_key,
+            Some(json!({"user_id": user, "role": "developer"})),
+            "COMMIT",
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["detail"].as_str().map(|d| d.contains("team")), Some(true), "{body}");
+    assert!(app.audit_actions("team.member.add").await.is_empty());
+    assert_eq!(app.count(&format!("SELECT count(*) AS n FROM team_members WHERE user_id = '{user}'")).await, 0);
+}
+
+#[actix_web::test]
+async fn a_role_edit_keeps_what_a_concurrent_edit_committed_in_the_fields_it_leaves_alone() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = spawn_app().await;
+    let r = app.post("/api/v1/roles", &app.admin_key, json!({"name": "ops", "permissions": ["instances:read"]})).await;
+    let role = r.body["id"].as_str().unwrap().to_string();
+    // Another edit of the permissions is committing while a rename runs.
+    let mut holder = app.db().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM roles WHERE id = '{role}' FOR UPDATE; \
+             UPDATE roles SET permissions = ARRAY['instances:*'] WHERE id = '{role}'"
+        ))
+        .await
+        .unwrap();
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/roles/{role}"),
+            &app.admin_key,
+            Some(json!({"name": "ops-renamed"})),
+            "COMMIT",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "ops-renamed");
+    assert_eq!(body["permissions"], json!(["instances:*"]), "the other edit's permissions are not undone");
+    let updates = app.audit_actions("role.update").await;
+    assert_eq!(updates.last().unwrap()["metadata"]["before"]["permissions"], json!(["instances:*"]));
+}

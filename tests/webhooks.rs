@@ -841,3 +841,25 @@ async fn a_host_name_that_resolves_to_a_private_address_is_refused_at_delivery()
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(rx.got().is_empty(), "the receiver got nothing");
 }
+
+#[actix_web::test]
+async fn deleting_an_endpoint_deleted_meanwhile_is_404_and_records_nothing() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    let (ep, _) = endpoint(&app, &rx.url, json!(["*"]), None).await;
+    let mut holder = app.db().await;
+    holder.batch_execute(&format!("BEGIN; DELETE FROM webhook_endpoints WHERE id = '{ep}'")).await.unwrap();
+    let (status, body) = app
+        .while_locked(
+            &mut holder,
+            reqwest::Method::DELETE,
+            &format!("/api/v1/webhooks/{ep}"),
+            &app.admin_key,
+            None,
+            "COMMIT",
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(app.audit_actions("webhook.delete").await.is_empty(), "no record of a delete that did nothing");
+}

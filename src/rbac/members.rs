@@ -97,6 +97,30 @@ async fn assignable_role(
     Ok(role)
 }
 
+/// The answer to a failed membership insert: the member exists already
+/// (409), or the team or the user was deleted since they were looked up
+/// (404, as if the request had come after). The role cannot be gone: it is
+/// locked (`lock_assignable`).
+fn member_insert_error(e: diesel::result::Error) -> ApiError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            ApiError::Conflict("the user is a member of this team already".into())
+        }
+        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, ref info)
+            if info.constraint_name() == Some("team_members_team_id_fkey") =>
+        {
+            ApiError::not_found("team")
+        }
+        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, ref info)
+            if info.constraint_name() == Some("team_members_user_id_fkey") =>
+        {
+            ApiError::not_found("user")
+        }
+        other => other.into(),
+    }
+}
+
 /// `role` again, inside the assignment's transaction: locked against a
 /// concurrent edit and checked as it is now (see `lock_role_for_grant`).
 /// The check before the transaction refuses early; this one decides.
@@ -170,10 +194,7 @@ pub async fn add_member(
                 ))
                 .execute(c)
                 .await
-                .map_err(|e| match ApiError::from(e) {
-                    ApiError::Conflict(_) => ApiError::Conflict("the user is a member of this team already".into()),
-                    other => other,
-                })?;
+                .map_err(member_insert_error)?;
             let v = bump_version(c, org).await?;
             let meta = serde_json::json!({"team_id": team.id, "user_id": user, "before": null, "after": {"role": role.name, "permissions": role.permissions}});
             audit::append(c, &principal.audit(&client, now, events::TEAM_MEMBER_ADD, "team_member", format!("{}/{}", team.id, user), meta)).await?;

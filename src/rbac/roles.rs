@@ -218,13 +218,23 @@ pub async fn update_role(
     let now = state.clock.now();
     let org = principal.org_id;
     let mut conn = state.conn().await?;
-    let granted = PermSet::parse_lossy(&before.permissions)
-        .union(permissions.as_deref().map(PermSet::parse_lossy).unwrap_or(PermSet::EMPTY));
     let (role, version) = conn
         .transaction(async |c| {
-            // Lock the role so that the holders checked are the holders it has
-            // when the change commits (assignments lock it too, by foreign key).
-            roles::table.find(before.id).select(roles::id).for_update().first::<Uuid>(c).await?;
+            // The role as it is now, locked, so that the holders checked are
+            // the holders it has when the change commits (assignments lock it
+            // too), and so that fields this edit leaves alone keep what a
+            // concurrent edit committed (not what we read before).
+            let before: Role = roles::table
+                .find(before.id)
+                .select(Role::as_select())
+                .for_update()
+                .first(c)
+                .await
+                .optional()?
+                .ok_or_else(|| ApiError::not_found("role"))?;
+            check_permissions(&principal, &before.permissions)?;
+            let granted = PermSet::parse_lossy(&before.permissions)
+                .union(permissions.as_deref().map(PermSet::parse_lossy).unwrap_or(PermSet::EMPTY));
             check_holders(c, &principal, before.id, granted).await?;
             let role: Role = diesel::update(roles::table.find(before.id))
                 .set((

@@ -68,23 +68,32 @@ impl WebhookActor {
         self.claiming = true;
         let done = std::mem::take(&mut self.succeeded);
         let (db, now, lease) = (self.db.clone(), self.clock.now(), self.settings.lease_secs);
+        // Returns the successes it could not record (kept for the next
+        // round) with the claim's result.
         let claim = async move {
-            let mut conn = db.get().await.map_err(|e| e.to_string())?;
-            record_all(&mut conn, &done).await;
+            let mut conn = match db.get().await {
+                Ok(c) => c,
+                Err(e) => return (done, Err(e.to_string())),
+            };
+            let unrecorded = record_all(&mut conn, done).await;
             if free == 0 {
-                return Ok(Vec::new());
+                return (unrecorded, Ok(Vec::new()));
             }
-            delivery::claim(&mut conn, now, lease, free as i64).await.map_err(|e| e.to_string())
+            (unrecorded, delivery::claim(&mut conn, now, lease, free as i64).await.map_err(|e| e.to_string()))
         };
-        ctx.spawn(claim.into_actor(self).map(move |res, act, ctx| {
+        ctx.spawn(claim.into_actor(self).map(move |(unrecorded, res), act, ctx| {
             act.claiming = false;
+            // What could not be recorded waits for the timer's next poll
+            // (no tight retry loop while the database is away).
+            let retry_later = !unrecorded.is_empty();
+            act.succeeded.extend(unrecorded);
             match res {
                 Ok(batch) => {
                     let more = free > 0 && batch.len() == free;
                     for c in batch {
                         act.deliver(c, ctx);
                     }
-                    if more || !act.succeeded.is_empty() {
+                    if more || (!retry_later && !act.succeeded.is_empty()) {
                         act.poll(ctx);
                     }
                 }
@@ -146,16 +155,25 @@ impl WebhookActor {
 
 /// Records `done` in one batch; when the batch fails (an endpoint deleted
 /// meanwhile takes its deliveries, and its attempts' keys with them), one
-/// by one, so that one lost row costs no other delivery a resend.
-async fn record_all(conn: &mut diesel_async::AsyncPgConnection, done: &[Success]) {
-    if delivery::record_successes(conn, done).await.is_ok() {
-        return;
+/// by one, so that one lost row costs no other delivery a resend. Returns
+/// those that could not be recorded, to be tried again (not those whose
+/// delivery no longer exists: their failure is final).
+async fn record_all(conn: &mut diesel_async::AsyncPgConnection, done: Vec<Success>) -> Vec<Success> {
+    if delivery::record_successes(conn, &done).await.is_ok() {
+        return Vec::new();
     }
+    let mut again = Vec::new();
     for ok in done {
-        if let Err(e) = delivery::record_successes(conn, std::slice::from_ref(ok)).await {
-            tracing::warn!(error = %e, delivery = %ok.delivery_id, "recording webhook attempt");
+        match delivery::record_successes(conn, std::slice::from_ref(&ok)).await {
+            Ok(()) => {}
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, _)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, delivery = %ok.delivery_id, "recording webhook attempt; will retry");
+                again.push(ok);
+            }
         }
     }
+    again
 }
 
 /// Shutdown: stop claiming, let the deliveries in flight finish (each is

@@ -111,15 +111,17 @@ async fn claim_query(
 }
 
 /// Disabling an endpoint parks its backlog, including a delivery in flight:
-/// if it then succeeds it is recorded as delivered (`record_successes`);
-/// a failure is not recorded, and it is sent again on resume.
+/// if it then succeeds it is recorded as delivered (`record_successes`); a
+/// failure is not recorded, and it is sent again on resume. Its lease is
+/// kept, so a quick re-enable does not hand it to a second worker while the
+/// first one's answer is on its way.
 pub async fn pause(conn: &mut AsyncPgConnection, endpoint: Uuid) -> QueryResult<usize> {
     diesel::update(
         webhook_deliveries::table
             .filter(webhook_deliveries::endpoint_id.eq(endpoint))
             .filter(webhook_deliveries::state.eq("pending")),
     )
-    .set((webhook_deliveries::state.eq("paused"), webhook_deliveries::lease_until.eq(None::<DateTime<Utc>>)))
+    .set(webhook_deliveries::state.eq("paused"))
     .execute(conn)
     .await
 }
@@ -296,9 +298,10 @@ impl Success {
 
 /// Records many successes in one transaction of two statements, however
 /// many there are (one per delivery was the workers' main cost): the
-/// endpoints' failing streaks ended (only those that had one, locked in id
-/// order, endpoints before deliveries as every other writer takes them, so
-/// that concurrent batches and failure records cannot deadlock), then the
+/// batch's endpoints locked in id order (endpoints before deliveries, as
+/// failure records, `PATCH` with its `pause` and `DELETE` take them, so
+/// that none of them deadlocks with a batch) and the failing streaks of
+/// those that had one ended, then the
 /// attempts written and each delivery `succeeded` if it is still ours
 /// (same attempt, see `record`; pending, or paused while in flight: it was
 /// delivered, and resuming must not send it again). Commits like `relaxed_commit`: a
@@ -318,10 +321,10 @@ pub async fn record_successes(conn: &mut AsyncPgConnection, batch: &[Success]) -
         relaxed_commit(t).await?;
         diesel::sql_query(
             "UPDATE webhook_endpoints w SET failing_since = NULL
-               FROM (SELECT id FROM webhook_endpoints
-                      WHERE id = ANY($1) AND failing_since IS NOT NULL
+               FROM (SELECT id, failing_since FROM webhook_endpoints
+                      WHERE id = ANY($1)
                       ORDER BY id FOR NO KEY UPDATE) l
-              WHERE w.id = l.id",
+              WHERE w.id = l.id AND l.failing_since IS NOT NULL",
         )
         .bind::<Array<SqlUuid>, _>(&endpoints)
         .execute(t)

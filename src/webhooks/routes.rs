@@ -175,12 +175,16 @@ async fn find(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> ApiResult<En
         .ok_or_else(|| ApiError::not_found("webhook"))
 }
 
-/// `find`, locking the row (`FOR UPDATE`) for the rest of the transaction.
+/// `find`, locking the row for the rest of the transaction. `FOR NO KEY
+/// UPDATE`, not `FOR UPDATE`: it queues with the delivery worker's lock
+/// (`delivery::record`), but not with the key checks of deliveries being
+/// enqueued, which a request holding its org's audit head may be making (a
+/// `FOR UPDATE` here, followed by our own audit append, deadlocked with it).
 async fn find_for_update(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> ApiResult<Endpoint> {
     webhook_endpoints::table
         .filter(webhook_endpoints::id.eq(id).and(webhook_endpoints::org_id.eq(org)))
         .select(Endpoint::as_select())
-        .for_update()
+        .for_no_key_update()
         .first(conn)
         .await
         .optional()?
@@ -345,9 +349,16 @@ pub async fn delete_webhook(
     let mut conn = state.conn().await?;
     let e = find(&mut conn, principal.org_id, *id).await?;
     conn.transaction(async |c| {
-        diesel::delete(webhook_endpoints::table.find(e.id)).execute(c).await?;
+        // The audit head first, then the endpoint: the order of a request
+        // that enqueues deliveries (audit head, then the key check on the
+        // endpoint), so the two queue instead of deadlocking. A delete that
+        // finds nothing rolls its record back.
         let meta = serde_json::json!({"url": e.url, "events": e.events});
         audit::append(c, &principal.audit(&client, now, events::WEBHOOK_DELETE, "webhook", e.id, meta)).await?;
+        let deleted = diesel::delete(webhook_endpoints::table.find(e.id)).execute(c).await?;
+        if deleted == 0 {
+            return Err(ApiError::not_found("webhook"));
+        }
         Ok::<_, ApiError>(())
     })
     .await?;
@@ -550,8 +561,12 @@ pub async fn rotate_secret(
     let mut conn = state.conn().await?;
     let e = find(&mut conn, principal.org_id, *id).await?;
     conn.transaction(async |c| {
-        let current: Vec<u8> =
-            webhook_endpoints::table.find(e.id).select(webhook_endpoints::secret_enc).for_update().first(c).await?;
+        let current: Vec<u8> = webhook_endpoints::table
+            .find(e.id)
+            .select(webhook_endpoints::secret_enc)
+            .for_no_key_update()
+            .first(c)
+            .await?;
         diesel::update(webhook_endpoints::table.find(e.id))
             .set((
                 webhook_endpoints::previous_secret_enc.eq(Some(current)),

@@ -57,8 +57,9 @@ impl WebhookActor {
         }
     }
 
-    /// Records the buffered successes, then leases as many due deliveries
-    /// as there are free slots; one connection, one job at a time.
+    /// Records the buffered successes and, at the same time on another
+    /// connection, leases as many due deliveries as there are free slots;
+    /// one such job at a time.
     fn poll(&mut self, ctx: &mut Context<Self>) {
         let free = if self.draining.is_some() { 0 } else { self.settings.concurrency.saturating_sub(self.in_flight) };
         if self.claiming || (free == 0 && self.succeeded.is_empty()) {
@@ -70,17 +71,27 @@ impl WebhookActor {
         let (db, now, lease) = (self.db.clone(), self.clock.now(), self.settings.lease_secs);
         // Returns the successes it could not record (kept for the next
         // round) with the claim's result.
-        let claim = async move {
-            let mut conn = match db.get().await {
-                Ok(c) => c,
-                Err(e) => return (done, Err(e.to_string())),
-            };
-            let unrecorded = record_all(&mut conn, done).await;
-            if free == 0 {
-                return (unrecorded, Ok(Vec::new()));
+        let record_db = db.clone();
+        let record = async move {
+            if done.is_empty() {
+                return done;
             }
-            (unrecorded, delivery::claim(&mut conn, now, lease, free as i64).await.map_err(|e| e.to_string()))
+            match record_db.get().await {
+                Ok(mut conn) => record_all(&mut conn, done).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording webhook attempts; will retry");
+                    done
+                }
+            }
         };
+        let lease_due = async move {
+            if free == 0 {
+                return Ok(Vec::new());
+            }
+            let mut conn = db.get().await.map_err(|e| e.to_string())?;
+            delivery::claim(&mut conn, now, lease, free as i64).await.map_err(|e| e.to_string())
+        };
+        let claim = futures_util::future::join(record, lease_due);
         ctx.spawn(claim.into_actor(self).map(move |(unrecorded, res), act, ctx| {
             act.claiming = false;
             // What could not be recorded waits for the timer's next poll

@@ -5,10 +5,11 @@
 //! delivery with one worker at a time.
 //!
 //! Successes (the common case) are not recorded one by one: the actor
-//! gathers them and records them together just before its next claim, in
-//! one transaction on the claim's connection. A failure is recorded at once
-//! (it may disable its endpoint). Successes still buffered when the process
-//! dies are sent again after their lease: at least once, as promised.
+//! gathers them and records them together in one transaction, on a second
+//! connection while its next claim runs (or on its timer). A failure is
+//! recorded at once (it may disable its endpoint). A stopping replica
+//! drains (`Drain`); successes still buffered when a process dies are sent
+//! again after their lease: at least once, as promised.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,8 +70,8 @@ impl WebhookActor {
         self.claiming = true;
         let done = std::mem::take(&mut self.succeeded);
         let (db, now, lease) = (self.db.clone(), self.clock.now(), self.settings.lease_secs);
-        // Returns the successes it could not record (kept for the next
-        // round) with the claim's result.
+        // The record answers the successes it could not record (kept for
+        // the next round); the claim, the deliveries leased.
         let record_db = db.clone();
         let record = async move {
             if done.is_empty() {
@@ -136,7 +137,7 @@ impl WebhookActor {
             let outcome = delivery::send(&client, &secrets, settings.allow_private_targets, &c, clock.now()).await;
             let now = clock.now();
             if let Some(ok) = Success::of(&c, &outcome, now) {
-                return Some(ok); // recorded with others before the next claim
+                return Some(ok); // recorded with others at the next poll
             }
             // A failure to record leaves the lease to lapse: the attempt is
             // retried (at least once, never lost).

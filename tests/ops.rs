@@ -195,6 +195,9 @@ async fn a_bad_setting_fails_start_up_naming_it() {
         ("DUMONT__AUTH__ACCESS_TOKEN_TTL_SECS", "99999999999", "auth.access_token_ttl_secs"),
         ("DUMONT__REDIS__TIMEOUT_MS", "0", "redis.timeout_ms"),
         ("DUMONT__WEBHOOKS__LEASE_SECS", "10", "webhooks.lease_secs"),
+        // Longer than an attempt (15 s) but not than an attempt, a poll
+        // (50 ms in test.toml, counted as 1 s) and the 5 s margin.
+        ("DUMONT__WEBHOOKS__LEASE_SECS", "21", "webhooks.lease_secs"),
         ("DUMONT__API_KEYS__LAST_USED_FLUSH_SECS", "600", "api_keys.last_used_flush_secs"),
         ("DUMONT__TELEMETRY__LEVEL", "info,=[", "telemetry.level"),
         ("DUMONT__SERVER__LISTEN", "not-an-address", "listen"),
